@@ -1,0 +1,157 @@
+"""testio-toolkit: a local SQLite mirror of a TestIO account, as pandas DataFrames.
+
+Usage::
+
+    import testio_toolkit as tt
+    tt.sync()                        # incremental update (no token: the bundled sandbox)
+    tt.tests(status="running")       # DataFrames: products, tests, bugs, features, runs
+    tt.refresh()                     # full, non-destructive refresh (CLI: sync --force)
+    tt.nuke(confirm=True)            # rebuild from scratch, keep a backup (CLI: sync --nuke)
+    tt.panel()                       # buttons for all of the above, in a notebook
+
+Everything here works on the default mirror (configured from the environment, see
+``tt.configure``); ``tt.Mirror(...)`` gives the same methods for another database.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .api import Mirror, MirrorStatus, bundled_sandbox, configure, default_mirror
+from .backups import NukePlan
+from .errors import ToolkitError
+from .results import ProgressEvent, SyncResult
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlite_utils
+
+    from .widgets import Panel
+
+
+def sync(products: Any = None, since: Any = None, **options: Any) -> SyncResult:
+    """Incremental sync of the default mirror; see ``Mirror.sync``.
+
+    >>> tt.sync()                              # every product
+    >>> tt.sync(products=[12], since="30d", dry_run=True)
+    """
+    return default_mirror().sync(products, since, **options)
+
+
+async def async_(products: Any = None, since: Any = None, **options: Any) -> SyncResult:
+    """Async twin of ``sync()``: ``await tt.async_()``."""
+    return await default_mirror().async_(products, since, **options)
+
+
+def refresh(products: Any = None, since: Any = None, **options: Any) -> SyncResult:
+    """Full, non-destructive refresh of the default mirror; see ``Mirror.refresh``.
+
+    >>> tt.refresh()                           # CLI: testio-toolkit sync --force
+    """
+    return default_mirror().refresh(products, since, **options)
+
+
+async def arefresh(products: Any = None, since: Any = None, **options: Any) -> SyncResult:
+    """Async twin of ``refresh()``: ``await tt.arefresh()``."""
+    return await default_mirror().arefresh(products, since, **options)
+
+
+def nuke(products: Any = None, **options: Any) -> NukePlan | SyncResult:
+    """Confirmed, reversible rebuild of the default mirror; see ``Mirror.nuke``.
+
+    >>> tt.nuke()                  # a NukePlan; nothing changes
+    >>> tt.nuke(confirm=True)      # CLI: testio-toolkit sync --nuke --yes
+    """
+    return default_mirror().nuke(products, **options)
+
+
+async def anuke(products: Any = None, **options: Any) -> NukePlan | SyncResult:
+    """Async twin of ``nuke()``: ``await tt.anuke(confirm=True)``."""
+    return await default_mirror().anuke(products, **options)
+
+
+def restore() -> Any:
+    """Bring back the newest backup a nuke kept; see ``Mirror.restore``."""
+    return default_mirror().restore()
+
+
+def status() -> MirrorStatus:
+    """What the default mirror holds and when each mode last ran."""
+    return default_mirror().status()
+
+
+def products(**options: Any) -> pd.DataFrame:
+    """Products as a DataFrame: ``tt.products()``."""
+    return default_mirror().products(**options)
+
+
+def tests(*args: Any, **options: Any) -> pd.DataFrame:
+    """Tests as a DataFrame: ``tt.tests(product=12, status="running", since="30d")``."""
+    return default_mirror().tests(*args, **options)
+
+
+def bugs(*args: Any, **options: Any) -> pd.DataFrame:
+    """Bugs with test title and product: ``tt.bugs(severity="critical", since="30d")``."""
+    return default_mirror().bugs(*args, **options)
+
+
+def features(*args: Any, **options: Any) -> pd.DataFrame:
+    """Features as a DataFrame: ``tt.features(product=12)``."""
+    return default_mirror().features(*args, **options)
+
+
+def runs() -> pd.DataFrame:
+    """The run history as a DataFrame: ``tt.runs()``."""
+    return default_mirror().runs()
+
+
+def unreadable(**options: Any) -> pd.DataFrame:
+    """Records the service could not serve, waiting for a retry: ``tt.unreadable()``."""
+    return default_mirror().unreadable(**options)
+
+
+def retry_unreadable(**options: Any) -> SyncResult | None:
+    """Read the unreadable records again: ``tt.retry_unreadable()``."""
+    return default_mirror().retry_unreadable(**options)
+
+
+def panel(mirror: Mirror | None = None) -> Panel:
+    """The control panel for a notebook: ``tt.panel()`` (needs ipywidgets)."""
+    from .widgets import Panel
+
+    return Panel(mirror or default_mirror())
+
+
+def __getattr__(name: str) -> sqlite_utils.Database:
+    # `tt.db` is computed on each access, so it always opens the database now in place.
+    if name == "db":
+        return default_mirror().db
+    raise AttributeError(f"module 'testio_toolkit' has no attribute {name!r}")
+
+
+__all__ = [
+    "Mirror",
+    "MirrorStatus",
+    "NukePlan",
+    "ProgressEvent",
+    "SyncResult",
+    "ToolkitError",
+    "anuke",
+    "arefresh",
+    "async_",
+    "bugs",
+    "bundled_sandbox",
+    "configure",
+    "features",
+    "nuke",
+    "panel",
+    "products",
+    "refresh",
+    "restore",
+    "retry_unreadable",
+    "runs",
+    "status",
+    "sync",
+    "tests",
+    "unreadable",
+]

@@ -1,0 +1,639 @@
+"""The public face: a ``Mirror`` per database, and one-shot functions over a default one.
+
+Usage in a notebook::
+
+    import testio_toolkit as tt
+    tt.sync()                   # incremental: new tests, changeable tests, their bugs
+    tt.tests(status="running")  # a DataFrame
+    tt.refresh()                # re-read everything, upsert, mark what is gone; keeps local state
+    tt.nuke()                   # a plan of what would be thrown away; nothing changes
+    tt.nuke(confirm=True)       # rebuild aside, swap in, keep a backup
+    tt.restore()                # bring the backup back
+
+With no token configured everything runs against the bundled sandbox (and says so).
+To point at another database or account, make a ``Mirror`` (or ``tt.configure(...)``)::
+
+    acme = tt.Mirror("~/acme.db", token="...")
+    acme.refresh(products=[12], since="30d")
+
+Each mode has an async twin with an ``a`` prefix for code that already runs in an event loop:
+``await tt.arefresh()``, ``await tt.anuke(confirm=True)``, and ``await tt.async_()`` for
+``sync`` (``async`` is a reserved word, so PEP 8's trailing underscore).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import backups, frames
+from .backups import NukePlan
+from .client import ClientOptions, TestIOClient
+from .config import Settings, parse_product_ids
+from .errors import ConfigError, RebuildFailed, StoreError
+from .lock import WriterLock
+from .progress import ProgressBars
+from .results import ProgressCallback, SyncResult
+from .rows import parse_since
+from .runner import run_blocking
+from .store import Store, check_database_file
+from .sync import Mode, Plan, run_plan, select_products
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlite_utils
+
+    from .sandbox import Sandbox
+
+Products = int | Iterable[int] | str | None
+Since = str | date | datetime | None
+
+_sandboxes: dict[str, Sandbox] = {}
+_sandbox_lock = threading.Lock()
+
+
+def bundled_sandbox(preset: str = "small") -> Sandbox:
+    """The sandbox this process talks to when no token is configured (started once).
+
+    Notebooks use it to play the service's side: ``tt.bundled_sandbox().add_tests(...)``.
+    """
+    from .sandbox import Sandbox
+
+    with _sandbox_lock:
+        sandbox = _sandboxes.get(preset)
+        if sandbox is None:
+            sandbox = Sandbox(preset=preset)
+            sandbox.start()
+            _sandboxes[preset] = sandbox
+        return sandbox
+
+
+@dataclass
+class MirrorStatus:
+    """What the mirror holds: ``tt.status()``. Reads only."""
+
+    db_path: str
+    source: str
+    exists: bool
+    size_bytes: int
+    table_counts: dict[str, int] = field(default_factory=dict)
+    last_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    open_unreadable: int = 0
+    backups: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The status as text lines."""
+        label = "SANDBOX data (no token configured)" if self.source == "sandbox" else self.source
+        out = [f"database: {self.db_path} ({self.size_bytes / 1e6:.1f} MB)", f"source:   {label}"]
+        if not self.exists:
+            return [*out, "no database yet: run a sync"]
+        out.append("holds:    " + ", ".join(f"{n} {t}" for t, n in self.table_counts.items()))
+        for mode in ("sync", "refresh", "nuke"):
+            run = self.last_runs.get(mode)
+            text = f"{run['status']} at {run['started_at']}" if run else "never"
+            out.append(f"last {mode + ':':9}{text}")
+        out.append(f"unreadable records waiting for a retry: {self.open_unreadable}")
+        if self.backups:
+            out.append(f"backups:  {', '.join(self.backups)}")
+        return out
+
+    def __repr__(self) -> str:
+        return "<MirrorStatus " + " | ".join(self.lines()) + ">"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return "<pre>" + html.escape("\n".join(self.lines())) + "</pre>"
+
+
+class Mirror:
+    """One local mirror database and the account (or sandbox) it mirrors.
+
+    >>> m = Mirror("acme.db", token="...")          # or Mirror() for the configured default
+    >>> m.sync()                                     # -> SyncResult
+    >>> m.tests(status="running")                    # -> DataFrame
+
+    :param db_path: the database file (default: ``TESTIO_DB_PATH`` or the per-user folder)
+    :param token: API token (default: ``TESTIO_CUSTOMER_API_TOKEN``; none: the sandbox)
+    :param base_url: the API's base URL, path prefix included
+    :param products: default product filter (``TESTIO_PRODUCT_IDS``)
+    :param keep_backups: how many nuke backups to keep beside the database
+    :param client_options: concurrency, timeouts and retry budgets
+    :param progress: show progress bars by default
+    :param wait: when another sync holds the lock, wait for it (True, or seconds) instead
+        of failing at once
+    """
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str] | None = None,
+        *,
+        token: str | None = None,
+        base_url: str | None = None,
+        products: Products = None,
+        sandbox_preset: str = "small",
+        keep_backups: int = 1,
+        client_options: ClientOptions | None = None,
+        progress: bool = True,
+        wait: bool | float = False,
+    ) -> None:
+        settings = Settings.load(
+            token=token, base_url=base_url, db_path=db_path, product_ids=_ids(products)
+        )
+        self.settings = settings.with_(sandbox_preset=sandbox_preset)
+        self.keep_backups = keep_backups
+        self.client_options = client_options or ClientOptions()
+        self.progress = progress
+        self.wait = wait
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self.settings.db_path
+
+    @property
+    def sandbox(self) -> bool:
+        """True when this mirror reads the bundled sandbox (no token configured)."""
+        return self.settings.sandbox
+
+    @property
+    def source(self) -> str:
+        """'sandbox', or the base URL of the real service."""
+        return "sandbox" if self.sandbox else self.settings.base_url
+
+    def __repr__(self) -> str:
+        return f"<Mirror {self.source} db={self.path}>"
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _client(self) -> TestIOClient:
+        if self.sandbox:
+            sandbox = bundled_sandbox(self.settings.sandbox_preset)
+            return TestIOClient(sandbox.url, sandbox.token, self.client_options)
+        assert self.settings.token is not None
+        return TestIOClient(
+            self.settings.base_url, self.settings.token.reveal(), self.client_options
+        )
+
+    def _plan(self, mode: Mode, products: Products, since: Since, dry_run: bool) -> Plan:
+        ids = _ids(products) or self.settings.product_ids
+        return Plan(mode=mode, product_ids=ids, since=parse_since(since), dry_run=dry_run)
+
+    def _check_source(self, store: Store) -> None:
+        """Refuse to mix accounts: sandbox data never lands in a real account's mirror."""
+        recorded = store.get_meta("source")
+        if recorded is None:
+            store.set_meta("source", self.source)
+        elif recorded != self.source:
+            raise ConfigError(
+                f"{self.path} mirrors {recorded!r}, not {self.source!r}; use another database "
+                "path (TESTIO_DB_PATH) for this account"
+            )
+
+    def _bars(self, progress: bool | None, extra: ProgressCallback | None) -> ProgressCallback:
+        bars = ProgressBars(disable=not (self.progress if progress is None else progress))
+
+        def emit(event: Any) -> None:
+            bars(event)
+            if extra is not None:
+                extra(event)
+
+        emit.close = bars.close  # type: ignore[attr-defined]
+        return emit
+
+    async def _execute(
+        self, plan: Plan, progress: bool | None, on_progress: ProgressCallback | None
+    ) -> SyncResult:
+        check_database_file(self.path)
+        emit = self._bars(progress, on_progress)
+        try:
+            async with self._client() as client:
+                if plan.dry_run:
+                    # A dry run takes no lock and opens the file read-only: it cannot write.
+                    accounts = await client.products()
+                    selected = select_products(accounts, plan.product_ids)
+                    with Store.open_read_only(self.path) as store:
+                        if store.get_meta("source") not in (None, self.source):
+                            self._check_source(store)
+                        return await run_plan(
+                            client,
+                            store,
+                            plan,
+                            accounts,
+                            selected,
+                            source=self.source,
+                            on_progress=emit,
+                        )
+                with WriterLock(self.path, mode=plan.mode, wait=self.wait):
+                    backups.clean_leftovers(self.path)
+                    # Ask the service first: a bad token or product id must not touch the file.
+                    accounts = await client.products()
+                    selected = select_products(accounts, plan.product_ids)
+                    with Store.open(self.path) as store:
+                        self._check_source(store)
+                        return await run_plan(
+                            client,
+                            store,
+                            plan,
+                            accounts,
+                            selected,
+                            source=self.source,
+                            on_progress=emit,
+                        )
+        finally:
+            emit.close()  # type: ignore[attr-defined]
+
+    # -- the three modes ------------------------------------------------------------------
+
+    async def async_(
+        self,
+        products: Products = None,
+        since: Since = None,
+        *,
+        dry_run: bool = False,
+        progress: bool | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> SyncResult:
+        """Async twin of ``sync()``."""
+        plan = self._plan("sync", products, since, dry_run)
+        return await self._execute(plan, progress, on_progress)
+
+    def sync(
+        self,
+        products: Products = None,
+        since: Since = None,
+        *,
+        dry_run: bool = False,
+        progress: bool | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> SyncResult:
+        """Bring the mirror up to date incrementally.
+
+        >>> tt.sync()                          # every product
+        >>> tt.sync(products=[12], since="30d")
+        >>> tt.sync(dry_run=True)              # read, count, write nothing
+
+        Reads new tests until it reaches ones it already holds, re-reads tests whose status
+        can still change, and the bugs of new, changed and changeable tests; features too.
+        Returns a SyncResult (``.status``, ``.tests.added``, ``.to_frame()`` ...).
+        """
+        return run_blocking(
+            self.async_(
+                products, since, dry_run=dry_run, progress=progress, on_progress=on_progress
+            )
+        )
+
+    async def arefresh(
+        self,
+        products: Products = None,
+        since: Since = None,
+        *,
+        dry_run: bool = False,
+        progress: bool | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> SyncResult:
+        """Async twin of ``refresh()``."""
+        plan = self._plan("refresh", products, since, dry_run)
+        return await self._execute(plan, progress, on_progress)
+
+    def refresh(
+        self,
+        products: Products = None,
+        since: Since = None,
+        *,
+        dry_run: bool = False,
+        progress: bool | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> SyncResult:
+        """Re-read everything and upsert it, keeping the database and all local state.
+
+        >>> tt.refresh()                       # CLI: testio-toolkit sync --force
+        >>> tt.refresh(products=[12], since="2025-01-01", dry_run=True)
+
+        Existing rows are updated, new rows added, rows gone upstream marked in
+        ``deleted_upstream_at`` (never deleted). Columns and tables you added survive.
+        """
+        return run_blocking(
+            self.arefresh(
+                products, since, dry_run=dry_run, progress=progress, on_progress=on_progress
+            )
+        )
+
+    async def anuke(
+        self,
+        products: Products = None,
+        *,
+        confirm: bool = False,
+        dry_run: bool = False,
+        progress: bool | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> NukePlan | SyncResult:
+        """Async twin of ``nuke()``."""
+        ids = _ids(products) or self.settings.product_ids
+        check_database_file(self.path)
+        plan = backups.make_plan(self.path, ids, self.keep_backups, self.source)
+        if dry_run or not confirm:
+            return plan
+        emit = self._bars(progress, on_progress)
+        try:
+            async with self._client() as client:
+                with WriterLock(self.path, mode="nuke", wait=self.wait):
+                    backups.clean_leftovers(self.path)
+                    accounts = await client.products()
+                    selected = select_products(accounts, ids)
+                    if self.path.exists():
+                        with Store.open(self.path) as store:
+                            self._check_source(store)
+                    work = Plan(mode="nuke", product_ids=ids)
+                    if ids:
+                        return await self._nuke_products(client, work, accounts, selected, emit)
+                    return await self._nuke_all(client, work, accounts, selected, emit)
+        finally:
+            emit.close()  # type: ignore[attr-defined]
+
+    def nuke(
+        self,
+        products: Products = None,
+        *,
+        confirm: bool = False,
+        dry_run: bool = False,
+        progress: bool | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> NukePlan | SyncResult:
+        """Throw the mirror away and rebuild it from the service, safely.
+
+        >>> tt.nuke()                     # -> NukePlan: what would go, where the backup goes
+        >>> tt.nuke(confirm=True)         # rebuild aside, swap in, keep a backup
+        >>> tt.nuke(products=[12], confirm=True)   # rebuild one product only
+
+        Without ``confirm=True`` nothing changes. The new mirror is built beside the old one
+        and swapped in only when the rebuild read everything; otherwise RebuildFailed is
+        raised and the database is exactly as it was. ``tt.restore()`` brings the backup back.
+        """
+        return run_blocking(
+            self.anuke(
+                products,
+                confirm=confirm,
+                dry_run=dry_run,
+                progress=progress,
+                on_progress=on_progress,
+            )
+        )
+
+    async def _nuke_all(
+        self,
+        client: TestIOClient,
+        plan: Plan,
+        accounts: list[dict[str, Any]],
+        selected: list[dict[str, Any]],
+        emit: ProgressCallback,
+    ) -> SyncResult:
+        build = backups.build_path_for(self.path)
+        try:
+            with Store.open(build) as fresh:
+                fresh.set_meta("source", self.source)
+                if self.path.exists():
+                    fresh.copy_history_from(self.path)
+                result = await run_plan(
+                    client, fresh, plan, accounts, selected, source=self.source, on_progress=emit
+                )
+            _require_success(result, self.path)
+            backup = backups.swap_in(build, self.path)
+        except BaseException:
+            backups.remove_database_files(build)
+            raise
+        backups.prune_backups(self.path, self.keep_backups)
+        result.db_path = str(self.path)
+        result.backup_path = str(backup) if backup else None
+        return result
+
+    async def _nuke_products(
+        self,
+        client: TestIOClient,
+        plan: Plan,
+        accounts: list[dict[str, Any]],
+        selected: list[dict[str, Any]],
+        emit: ProgressCallback,
+    ) -> SyncResult:
+        build = backups.build_path_for(self.path)
+        try:
+            with Store.open(build) as fresh:
+                result = await run_plan(
+                    client, fresh, plan, accounts, selected, source=self.source, on_progress=emit
+                )
+            _require_success(result, self.path)
+            backup = None
+            if self.path.exists():
+                backup = backups.backup_path_for(self.path)
+                backups.copy_database(self.path, backup)
+            with Store.open(self.path) as store:
+                self._check_source(store)
+                run_id = store.start_run("nuke", plan.product_ids, None)
+                store.replace_products(build, plan.product_ids)
+                store.finish_run(
+                    run_id,
+                    status=result.status,
+                    requests=result.requests,
+                    counts=result.counts_json(),
+                    error=None,
+                )
+        finally:
+            backups.remove_database_files(build)
+        backups.prune_backups(self.path, self.keep_backups)
+        result.db_path = str(self.path)
+        result.run_id = run_id
+        result.backup_path = str(backup) if backup else None
+        return result
+
+    def restore(self) -> Path:
+        """Put the newest backup back in place of the database; returns the backup used.
+
+        >>> tt.restore()        # CLI: testio-toolkit restore
+
+        The database it replaces is kept as a backup in turn, so a restore can be undone.
+        """
+        with WriterLock(self.path, mode="restore", wait=self.wait):
+            restored, _ = backups.restore_latest(self.path)
+        backups.prune_backups(self.path, max(self.keep_backups, 1))
+        return restored
+
+    def backups(self) -> list[Path]:
+        """The backups kept beside the database, newest first."""
+        return backups.list_backups(self.path)
+
+    # -- unreadable records ---------------------------------------------------------------
+
+    def retry_unreadable(self, *, progress: bool | None = None) -> SyncResult | None:
+        """Read again the products whose records the service could not serve before.
+
+        >>> tt.retry_unreadable()     # CLI: testio-toolkit problematic retry
+
+        Entries are marked resolved as their records are read. Returns None when nothing
+        waits for a retry.
+        """
+        open_entries = frames.unreadable(self.path)
+        if open_entries.empty:
+            return None
+        ids = sorted({int(pid) for pid in open_entries["product_id"]})
+        return self.sync(products=ids, progress=progress)
+
+    def clear_unreadable(self, products: Products = None) -> int:
+        """Forget logged unreadable records (all, or some products'); returns how many."""
+        with (
+            WriterLock(self.path, mode="clear", wait=self.wait),
+            Store.open(self.path, create=False) as store,
+            store.transaction(),
+        ):
+            ids = _ids(products)
+            if not ids:
+                return store.clear_unreadable()
+            return sum(store.clear_unreadable(pid) for pid in ids)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def status(self) -> MirrorStatus:
+        """What the mirror holds and when each mode last ran. Reads only."""
+        exists = self.path.exists()
+        status = MirrorStatus(
+            db_path=str(self.path),
+            source=self.source,
+            exists=exists,
+            size_bytes=self.path.stat().st_size if exists else 0,
+            backups=[p.name for p in self.backups()],
+        )
+        if exists:
+            with Store.open_read_only(self.path) as store:
+                status.table_counts = store.table_counts()
+                status.last_runs = store.last_runs()
+                status.open_unreadable = len(store.open_unreadable())
+        return status
+
+    def products(self, *, include_deleted: bool = False) -> pd.DataFrame:
+        """Products: id, name, type, sectioned, tests (count), synced_at, ..."""
+        return frames.products(self.path, include_deleted=include_deleted)
+
+    def tests(
+        self,
+        product: frames.Filter = None,
+        status: frames.Filter = None,
+        since: str | None = None,
+        *,
+        include_deleted: bool = False,
+    ) -> pd.DataFrame:
+        """Tests: id, product_id, product, title, status, testing_type, start_at, end_at,
+        created_at, bugs (count) and any column you added."""
+        return frames.tests(
+            self.path, product=product, status=status, since=since, include_deleted=include_deleted
+        )
+
+    def bugs(
+        self,
+        product: frames.Filter = None,
+        test: frames.Filter = None,
+        status: frames.Filter = None,
+        severity: frames.Filter = None,
+        since: str | None = None,
+        *,
+        include_deleted: bool = False,
+    ) -> pd.DataFrame:
+        """Bugs with their test's title and end and their product's name."""
+        return frames.bugs(
+            self.path,
+            product=product,
+            test=test,
+            status=status,
+            severity=severity,
+            since=since,
+            include_deleted=include_deleted,
+        )
+
+    def features(self, product: frames.Filter = None) -> pd.DataFrame:
+        """Features: id, product_id, section_id, title, description, howtofind, user_stories."""
+        return frames.features(self.path, product=product)
+
+    def runs(self) -> pd.DataFrame:
+        """The run history: mode, status, started_at, ended_at, seconds, requests, counts."""
+        return frames.runs(self.path)
+
+    def unreadable(self, *, include_resolved: bool = False) -> pd.DataFrame:
+        """Records the service could not serve: product, kind, position, neighbours, tries."""
+        return frames.unreadable(self.path, include_resolved=include_resolved)
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """A ``sqlite_utils.Database`` on the mirror for ad-hoc queries (a new one each time).
+
+        >>> list(tt.db.query("select status, count(*) n from tests group by status"))
+        """
+        import sqlite_utils
+
+        if not self.path.exists():
+            raise StoreError(f"no database at {self.path}; run a sync first", path=str(self.path))
+        return sqlite_utils.Database(self.path)
+
+
+def _ids(products: Products) -> tuple[int, ...]:
+    if products is None:
+        return ()
+    if isinstance(products, int | str):
+        return parse_product_ids(products if isinstance(products, str) else str(products))
+    return parse_product_ids([int(p) for p in products])
+
+
+def _require_success(result: SyncResult, path: Path) -> None:
+    if result.status == "success":
+        return
+    reasons = "; ".join(
+        f"product {r.product_id}: {r.error or f'{r.unreadable} unreadable records'}"
+        for r in result.products
+        if r.status != "success"
+    )
+    raise RebuildFailed(
+        f"the rebuild was {result.status} ({reasons}); {path} was left exactly as it was",
+        result=result,
+    )
+
+
+# -- the default mirror and the one-shot functions ----------------------------------------
+
+_default: Mirror | None = None
+_default_lock = threading.Lock()
+
+
+def configure(
+    db_path: str | os.PathLike[str] | None = None,
+    *,
+    token: str | None = None,
+    base_url: str | None = None,
+    products: Products = None,
+    **options: Any,
+) -> Mirror:
+    """Set the mirror the one-shot functions (``tt.sync()`` ...) use, and return it.
+
+    >>> tt.configure("~/acme.db")      # token and URL still from the environment / .env
+    """
+    global _default
+    with _default_lock:
+        _default = Mirror(db_path, token=token, base_url=base_url, products=products, **options)
+        return _default
+
+
+def default_mirror() -> Mirror:
+    """The mirror the one-shot functions use (built from the environment on first use)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Mirror()
+        return _default
+
+
+def reset() -> None:
+    """Forget the default mirror, so the next call reads the environment again."""
+    global _default
+    with _default_lock:
+        _default = None

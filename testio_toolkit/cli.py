@@ -1,0 +1,334 @@
+"""The command line: a thin face over the same calls a notebook makes.
+
+Usage::
+
+    testio-toolkit sync                 # incremental
+    testio-toolkit sync --force         # full, non-destructive refresh
+    testio-toolkit sync --nuke          # confirmed rebuild, keeps a backup
+    testio-toolkit status
+    testio-toolkit restore
+    testio-toolkit problematic list|retry|clear
+    testio-toolkit sandbox --preset small --port 8765
+
+Exit codes: 0 success, 1 failed or partial, 2 usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from . import api
+from .backups import NukePlan
+from .errors import Cancelled, ConfigError, ToolkitError
+from .results import SyncResult, format_table
+
+F = TypeVar("F", bound=Callable[..., Any])
+CONFIRM_WORD = "nuke"
+EXIT_PARTIAL = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _fail(exc: BaseException, code: int = 1) -> NoReturn:
+    click.echo(f"{type(exc).__name__}: {exc}", err=True)
+    sys.exit(code)
+
+
+def _mirror(ctx: click.Context) -> api.Mirror:
+    options = ctx.find_root().params
+    return api.Mirror(
+        options.get("db"), base_url=options.get("base_url"), wait=options.get("wait") or False
+    )
+
+
+def _guarded(func: F) -> F:
+    """Turn toolkit errors into a message and an exit code, at the edge."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (Cancelled, KeyboardInterrupt):
+            click.echo(
+                "Interrupted: the mirror is consistent; the run is marked cancelled.", err=True
+            )
+            sys.exit(EXIT_INTERRUPTED)
+        except ConfigError as exc:
+            _fail(exc, EXIT_USAGE)
+        except ToolkitError as exc:
+            _fail(exc)
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper  # type: ignore[return-value]
+
+
+def _print_result(result: SyncResult) -> None:
+    click.echo(format_table(result.table()))
+    click.echo(result.headline())
+    for report in result.products:
+        if report.error:
+            click.echo(f"  product {report.product_id}: {report.error}", err=True)
+    if result.backup_path:
+        click.echo(f"Previous database kept as {result.backup_path} (testio-toolkit restore)")
+    if not result.ok:
+        sys.exit(EXIT_PARTIAL)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False),
+    envvar="TESTIO_DB_PATH",
+    help="The mirror database (default: TESTIO_DB_PATH or the per-user data folder).",
+)
+@click.option(
+    "--base-url", envvar="TESTIO_CUSTOMER_API_BASE_URL", help="API base URL, path prefix included."
+)
+@click.option("--wait", is_flag=True, help="Wait for a running sync instead of failing at once.")
+@click.version_option(package_name="testio-toolkit")
+def cli(db: str | None, base_url: str | None, wait: bool) -> None:
+    """Mirror a TestIO account into SQLite.
+
+    The token comes from TESTIO_CUSTOMER_API_TOKEN (or a .env file), never from the command
+    line. Without a token, everything runs against the bundled sandbox.
+
+    Example: testio-toolkit sync --since 30d
+    """
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Full, non-destructive refresh of everything.")
+@click.option("--nuke", is_flag=True, help="Delete the mirror and rebuild it (asks first).")
+@click.option("--yes", "-y", is_flag=True, help="With --nuke: do not ask for confirmation.")
+@click.option(
+    "--product",
+    "-p",
+    "products",
+    type=int,
+    multiple=True,
+    help="Limit to this product id (repeatable).",
+)
+@click.option("--since", help="Only tests that ended on or after: 2025-01-31, 30d, 2w.")
+@click.option("--dry-run", is_flag=True, help="Read everything, write nothing, report.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.pass_context
+@_guarded
+def sync(
+    ctx: click.Context,
+    force: bool,
+    nuke: bool,
+    yes: bool,
+    products: tuple[int, ...],
+    since: str | None,
+    dry_run: bool,
+    no_progress: bool,
+) -> None:
+    """Bring the mirror up to date.
+
+    \b
+    sync            incremental: new tests, tests that can still change, their bugs
+    sync --force    re-read everything and upsert it; keeps the database, local columns,
+                    tables and history; marks rows gone upstream instead of deleting them
+    sync --nuke     throw the mirror away and rebuild it from scratch; the old database
+                    is kept as a backup (testio-toolkit restore)
+
+    Example: testio-toolkit sync --force --product 12 --since 30d
+    """
+    if force and nuke:
+        raise click.UsageError("--force and --nuke cannot be used together")
+    if yes and not nuke:
+        raise click.UsageError("--yes only goes with --nuke")
+    mirror = _mirror(ctx)
+    progress = not no_progress
+    if mirror.sandbox:
+        click.echo(
+            "No TESTIO_CUSTOMER_API_TOKEN: using the bundled SANDBOX (sample data).", err=True
+        )
+    if nuke:
+        if since:
+            raise click.UsageError("--since does not go with --nuke: a nuke rebuilds everything")
+        _nuke(mirror, products, yes=yes, dry_run=dry_run, progress=progress)
+        return
+    run = mirror.refresh if force else mirror.sync
+    _print_result(run(products or None, since, dry_run=dry_run, progress=progress))
+
+
+def _nuke(
+    mirror: api.Mirror, products: tuple[int, ...], *, yes: bool, dry_run: bool, progress: bool
+) -> None:
+    plan = mirror.nuke(products or None)
+    assert isinstance(plan, NukePlan)
+    if dry_run:
+        click.echo("\n".join(plan.lines()))
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            click.echo("\n".join(plan.lines()), err=True)
+            click.echo(
+                "Refusing to nuke without confirmation: no terminal to ask on. "
+                "Pass --yes to confirm.",
+                err=True,
+            )
+            sys.exit(EXIT_PARTIAL)
+        click.echo("\n".join(plan.lines()[:-1]))
+        answer = click.prompt(
+            f"Type '{CONFIRM_WORD}' to delete and rebuild", default="", show_default=False
+        )
+        if answer.strip() != CONFIRM_WORD:
+            click.echo("Not confirmed; nothing changed.")
+            sys.exit(EXIT_PARTIAL)
+    result = mirror.nuke(products or None, confirm=True, progress=progress)
+    assert isinstance(result, SyncResult)
+    _print_result(result)
+
+
+@cli.command()
+@click.pass_context
+@_guarded
+def status(ctx: click.Context) -> None:
+    """Show what the mirror holds and when each mode last ran. Writes nothing.
+
+    Example: testio-toolkit status
+    """
+    click.echo("\n".join(_mirror(ctx).status().lines()))
+
+
+@cli.command()
+@click.pass_context
+@_guarded
+def restore(ctx: click.Context) -> None:
+    """Bring back the database a nuke replaced (the newest backup).
+
+    Example: testio-toolkit restore
+    """
+    restored = _mirror(ctx).restore()
+    click.echo(f"Restored {restored.name}; the replaced database is kept as a backup.")
+
+
+@cli.group()
+def problematic() -> None:
+    """Records the service could not serve: list, retry or clear them.
+
+    Example: testio-toolkit problematic retry
+    """
+
+
+@problematic.command("list")
+@click.pass_context
+@_guarded
+def problematic_list(ctx: click.Context) -> None:
+    """List unreadable records waiting for a retry.
+
+    Example: testio-toolkit problematic list
+    """
+    frame = _mirror(ctx).unreadable()
+    if frame.empty:
+        click.echo("No unreadable records.")
+        return
+    columns = [
+        "id",
+        "product_id",
+        "kind",
+        "position",
+        "record_id",
+        "prev_id",
+        "next_id",
+        "attempts",
+        "first_seen_at",
+    ]
+    click.echo(frame[columns].to_string(index=False))
+
+
+@problematic.command("retry")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.pass_context
+@_guarded
+def problematic_retry(ctx: click.Context, no_progress: bool) -> None:
+    """Read the products with unreadable records again; resolve what now reads.
+
+    Example: testio-toolkit problematic retry
+    """
+    result = _mirror(ctx).retry_unreadable(progress=not no_progress)
+    if result is None:
+        click.echo("No unreadable records to retry.")
+        return
+    _print_result(result)
+
+
+@problematic.command("clear")
+@click.option(
+    "--product",
+    "-p",
+    "products",
+    type=int,
+    multiple=True,
+    help="Only this product's entries (repeatable).",
+)
+@click.pass_context
+@_guarded
+def problematic_clear(ctx: click.Context, products: tuple[int, ...]) -> None:
+    """Forget unreadable-record entries.
+
+    Example: testio-toolkit problematic clear --product 12
+    """
+    cleared = _mirror(ctx).clear_unreadable(products or None)
+    click.echo(f"Cleared {cleared} entries.")
+
+
+@cli.command()
+@click.option(
+    "--preset", default="small", type=click.Choice(["small", "medium", "large"]), show_default=True
+)
+@click.option("--port", default=0, show_default=True, help="0 picks a free port.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--latency-ms", default=0.0, show_default=True, help="Added to every request.")
+@click.option("--error-rate", default=0.0, help="Fraction of requests answering 5xx.")
+@click.option("--rate-limit-rate", default=0.0, help="Fraction of requests answering 429.")
+@click.option("--drop-rate", default=0.0, help="Fraction of connections dropped.")
+@click.option("--poison", type=int, multiple=True, help="Test id whose list windows fail.")
+@click.option("--bugs-524-over", type=int, default=None, help="bugs requests with more ids: 524.")
+def sandbox(
+    preset: str,
+    port: int,
+    seed: int,
+    latency_ms: float,
+    error_rate: float,
+    rate_limit_rate: float,
+    drop_rate: float,
+    poison: tuple[int, ...],
+    bugs_524_over: int | None,
+) -> None:
+    """Serve the bundled TestIO simulator on 127.0.0.1 until Ctrl-C.
+
+    Example: testio-toolkit sandbox --preset medium --port 8765 --latency-ms 50
+    """
+    from .sandbox import Faults, Sandbox
+
+    faults = Faults(
+        latency_ms=latency_ms,
+        error_rate=error_rate,
+        rate_limit_rate=rate_limit_rate,
+        drop_rate=drop_rate,
+        poisoned_test_ids=set(poison),
+        bugs_524_over=bugs_524_over,
+    )
+    server = Sandbox(preset=preset, seed=seed, port=port, faults=faults)
+    server.start()
+    click.echo(f"Sandbox ({preset}) serving at {server.url}")
+    click.echo(f"export TESTIO_CUSTOMER_API_BASE_URL={server.url}")
+    click.echo(f"export TESTIO_CUSTOMER_API_TOKEN={server.token}   # the sandbox's own token")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    """Entry point of the ``testio-toolkit`` console script."""
+    cli(prog_name="testio-toolkit")

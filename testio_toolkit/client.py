@@ -1,0 +1,658 @@
+"""Talk to the TestIO Customer API: send GETs, unwrap envelopes, survive the service's failures.
+
+Usage::
+
+    >>> from testio_toolkit.client import TestIOClient
+    >>> async with TestIOClient("https://api.test.io/customer/v2", token) as client:
+    ...     products = await client.products()          # [{"id": 12, "name": ...}, ...]
+    ...     page = await client.tests_page(12, page=1)  # up to 25 exploratory tests, newest first
+    ...     bugs = await client.bugs([t["id"] for t in page])
+    >>> client.stats.requests, client.stats.by_endpoint["bugs"]
+    (4, 2)
+
+The client only sends and receives. Every decision that needs no I/O (which status is worth
+another attempt, how long a ``Retry-After`` asks for, how the body is unwrapped, how test ids
+are batched) is a plain function below, tested without an event loop. Failures end as the
+toolkit's own errors (``testio_toolkit.errors``), naming the request that failed and never
+the token:
+
+- 401 -> ``AuthenticationError``, 403 -> ``PermissionDenied``, 404 -> ``NotFound``,
+  other 4xx -> ``ApiError`` (none of them retried);
+- 429 -> every request of this client pauses for ``Retry-After``, then resends; after
+  ``max_rate_limit_waits`` of them for one request -> ``RateLimited``;
+- 5xx (524 included), 408, timeouts, dropped connections and bodies that are not the expected
+  JSON envelope -> retried with exponential backoff, then ``ServiceError``. A plain 500 gets
+  only ``max_attempts_500`` attempts: it usually means one broken record, which the caller
+  salvages by re-reading smaller pages rather than by asking again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from enum import Enum
+from types import TracebackType
+from typing import Any, Literal, TypeVar, cast
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+
+from .errors import (
+    ApiError,
+    AuthenticationError,
+    ConfigError,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    ServiceError,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "ClientOptions",
+    "RequestStats",
+    "TestIOClient",
+]
+
+DEFAULT_BASE_URL = "https://api.test.io/customer/v2"
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Shape = Literal["object", "list"]
+Params = Mapping[str, str | int]
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """How hard a client pushes the service and how patiently it retries.
+
+    ``ClientOptions(concurrency=4, backoff_base=0.001)`` keeps defaults for the rest.
+    """
+
+    concurrency: int = 8  # global limit of requests in flight for this client (one run)
+    timeout: float = 30.0  # seconds, per request (connect/read/write/pool)
+    max_attempts: int = 5  # attempts for 502/503/504, timeouts, dropped connections, garbage
+    max_attempts_500: int = 2  # attempts for a plain 500 (one broken record: caller salvages)
+    backoff_base: float = 0.5  # exponential backoff with jitter: base * 2**n ...
+    backoff_max: float = 20.0  # ... capped here
+    max_rate_limit_waits: int = 30  # 429s tolerated per request before RateLimited
+    max_retry_after: float = 300.0  # never wait longer than this on one Retry-After
+    bug_batch_size: int = 15  # at most this many test ids per bugs request
+    per_page: int = 25
+
+    def __post_init__(self) -> None:
+        at_least_one = ("concurrency", "max_attempts", "max_attempts_500", "bug_batch_size")
+        for name in (*at_least_one, "per_page"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"ClientOptions.{name} must be at least 1")
+        if self.max_rate_limit_waits < 0:
+            raise ConfigError("ClientOptions.max_rate_limit_waits must not be negative")
+        for name in ("timeout", "backoff_base", "backoff_max", "max_retry_after"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"ClientOptions.{name} must be a finite number >= 0")
+
+
+@dataclass
+class RequestStats:
+    """What one client sent. ``by_endpoint`` counts by kind, which is the envelope name:
+    ``products``, ``product``, ``exploratory_tests``, ``exploratory_test``, ``bugs``,
+    ``features``. ``retries`` counts re-sends after failures; 429 re-sends are counted in
+    ``rate_limit_waits`` instead."""
+
+    requests: int = 0
+    by_endpoint: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+    rate_limit_waits: int = 0
+    max_in_flight: int = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Decisions without I/O
+# ---------------------------------------------------------------------------------------------
+
+
+class Outcome(Enum):
+    """What to do with a response, judged by its status alone."""
+
+    OK = "ok"
+    RATE_LIMITED = "rate_limited"
+    RETRY = "retry"
+    REFUSED = "refused"
+
+
+def classify_status(status_code: int) -> Outcome:
+    """``classify_status(503)`` -> ``Outcome.RETRY``; 401/403/404/400 -> ``REFUSED``."""
+    if 200 <= status_code < 300:
+        return Outcome.OK
+    if status_code == 429:
+        return Outcome.RATE_LIMITED
+    # Every 5xx, Cloudflare's 52x included, may clear on its own; so may 408.
+    if status_code >= 500 or status_code == 408:
+        return Outcome.RETRY
+    return Outcome.REFUSED
+
+
+def attempts_allowed(status_code: int | None, options: ClientOptions) -> int:
+    """How many attempts a request gets when its latest failure had this status
+    (``None``: no response at all)."""
+    # A persistent 500 is one broken record, not an outage: fail fast so the caller can
+    # re-read the window in smaller pages instead of waiting through five backoffs.
+    if status_code == 500:
+        return options.max_attempts_500
+    return options.max_attempts
+
+
+def backoff_delay(retry_number: int, options: ClientOptions, jitter: float) -> float:
+    """Seconds before retry ``retry_number`` (0 for the first): ``base * 2**n`` capped at
+    ``backoff_max``, of which ``jitter`` (0..1) picks between half and all, so requests
+    that failed together do not come back together."""
+    ceiling = min(options.backoff_max, options.backoff_base * 2.0 ** min(retry_number, 64))
+    return ceiling * (0.5 + 0.5 * jitter)
+
+
+def retry_after_seconds(value: str | None, now: datetime) -> float | None:
+    """Parse ``Retry-After``: ``"120"`` or an HTTP date (``"Wed, 21 Oct 2015 07:28:00 GMT"``,
+    measured from ``now``). ``None`` when missing or unreadable; a date in the past is 0."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # "-0000" parses naive; HTTP dates are GMT anyway
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - now).total_seconds())
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
+
+
+def rate_limit_pause(
+    retry_after: str | None,
+    date: str | None,
+    *,
+    wall_now: datetime,
+    waits_so_far: int,
+    options: ClientOptions,
+    jitter: float,
+) -> float:
+    """Seconds to pause after a 429, from its ``Retry-After`` and ``Date`` headers.
+
+    An HTTP-date ``Retry-After`` is measured from the response's own ``Date`` when it has
+    one, so a laptop whose clock is off does not stretch or cut the pause. Without a usable
+    ``Retry-After``, back off exponentially. Never more than ``max_retry_after``.
+    """
+    now = wall_now
+    if date:
+        try:
+            server_now = parsedate_to_datetime(date)
+        except (TypeError, ValueError, IndexError):
+            pass
+        else:
+            now = server_now if server_now.tzinfo else server_now.replace(tzinfo=UTC)
+    seconds = retry_after_seconds(retry_after, now)
+    if seconds is None:
+        seconds = backoff_delay(waits_so_far, options, jitter)
+    return min(seconds, options.max_retry_after)
+
+
+class GarbageBody(ValueError):
+    """A 2xx body that is not the JSON envelope asked for (says how, in the service's voice)."""
+
+
+def unwrap_envelope(content: bytes, envelope: str, shape: Shape | None = None) -> Any:
+    """``unwrap_envelope(b'{"products": []}', "products")`` -> ``[]``.
+
+    ``shape`` also checks the payload: ``"object"`` a JSON object, ``"list"`` a list of
+    objects. Raises ``GarbageBody`` otherwise (HTML from a gateway, an empty body, ...).
+    """
+    try:
+        body = json.loads(content)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+        raise GarbageBody("answered something that is not JSON") from None
+    if not isinstance(body, dict) or envelope not in body:
+        raise GarbageBody(f"answered without the {envelope!r} envelope")
+    payload = body[envelope]
+    if shape == "object" and not isinstance(payload, dict):
+        raise GarbageBody(f"answered a {envelope!r} that is not a JSON object")
+    if shape == "list" and not (
+        isinstance(payload, list) and all(isinstance(item, dict) for item in payload)
+    ):
+        raise GarbageBody(f"answered a {envelope!r} that is not a list of JSON objects")
+    return payload
+
+
+def describe_request(path: str, params: Params | None = None) -> str:
+    """The request as error messages name it: ``GET products/12/exploratory_tests page 3``."""
+    text = f"GET {path}"
+    if params:
+        if "page" in params:
+            text += f" page {params['page']}"
+        if "filter_test_cycle_ids" in params:
+            text += f" for tests {params['filter_test_cycle_ids']}"
+    return text
+
+
+def describe_transport_error(exc: httpx.TransportError) -> str:
+    """What went wrong without a response; by class name only, as httpx messages vary."""
+    name = type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({name})"
+    if isinstance(exc, httpx.ConnectError):
+        return f"could not connect ({name})"
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        return f"the connection was dropped ({name})"
+    return f"the request failed ({name})"
+
+
+def refusal_error(status_code: int, what: str, endpoint: str) -> ApiError:
+    """The error for a status not worth retrying."""
+    if status_code == 401:
+        cls: type[ApiError] = AuthenticationError
+        why = "the service refused the API token (401)"
+    elif status_code == 403:
+        cls, why = PermissionDenied, "the API token has no access to this object (403)"
+    elif status_code == 404:
+        cls, why = NotFound, "no such object (404)"
+    else:
+        cls, why = ApiError, f"HTTP {status_code}"
+    return cls(f"{what} failed: {why}", endpoint=endpoint, status_code=status_code)
+
+
+def unique_ids(ids: Iterable[int]) -> list[int]:
+    """Ids in first-seen order, each once."""
+    return list(dict.fromkeys(ids))
+
+
+def chunked(items: Sequence[T], size: int) -> list[list[T]]:
+    """``chunked([1, 2, 3], 2)`` -> ``[[1, 2], [3]]``."""
+    return [list(items[start : start + size]) for start in range(0, len(items), size)]
+
+
+def dedupe_by_id(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """First object per ``id``, in order; objects without an id are kept as they come."""
+    seen: set[Any] = set()
+    unique = []
+    for obj in objects:
+        key = obj.get("id")
+        if key is not None:
+            if key in seen:
+                continue
+            seen.add(key)
+        unique.append(obj)
+    return unique
+
+
+def normalise_base_url(base_url: str) -> str:
+    """``"https://api.test.io/customer/v2"`` -> ``"https://api.test.io/customer/v2/"``.
+
+    The trailing slash keeps the path prefix when relative endpoints are joined to it.
+    """
+    try:
+        url = httpx.URL(base_url.strip())
+    except httpx.InvalidURL:
+        raise ConfigError(f"the base URL is not a URL (expected e.g. {DEFAULT_BASE_URL})") from None
+    # The URL itself is not quoted in these messages: someone may have pasted a secret into it.
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(f"the base URL must be an http(s) URL such as {DEFAULT_BASE_URL}")
+    if url.userinfo:
+        raise ConfigError("the base URL must not carry a user name or password; pass the token")
+    if url.query or url.fragment:
+        raise ConfigError("the base URL must not carry a query or fragment")
+    if not url.path.endswith("/"):
+        url = url.copy_with(path=url.path + "/")
+    return str(url)
+
+
+def check_token(token: str) -> str:
+    """The token as it goes into the header, or ``ConfigError`` (which never quotes it)."""
+    token = token.strip()  # a trailing newline from a .env file or a copy-paste
+    if not token:
+        raise ConfigError("no API token given")
+    # Refuse here what the HTTP stack would refuse later with the header value in its message.
+    if not token.isascii() or any(ch.isspace() or not ch.isprintable() for ch in token):
+        raise ConfigError("the API token contains spaces, control or non-ASCII characters")
+    return token
+
+
+# ---------------------------------------------------------------------------------------------
+# The client
+# ---------------------------------------------------------------------------------------------
+
+
+class _Transient(Exception):
+    """One failed attempt worth another (internal: it always ends as ServiceError)."""
+
+    def __init__(self, reason: str, status_code: int | None, *, overloaded: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status_code = status_code
+        # The origin took too long for this request: 524 from the gateway, or our own read
+        # timeout, which fires first (30 s) when the gateway would wait 100 s to send its 524.
+        self.overloaded = overloaded
+
+
+class _Overloaded(ServiceError):
+    """A bugs request for several tests was too heavy; never escapes ``bugs()``."""
+
+
+@dataclass
+class _RequestState:
+    attempts: int = 0
+    rate_limit_waits: int = 0
+
+
+async def _gather(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run concurrently; on the first failure cancel the rest and raise that failure itself
+    (callers catch the toolkit's errors, not an ExceptionGroup)."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(coro) for coro in coros]
+    except BaseExceptionGroup as failed:
+        first: BaseException = failed
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    return [task.result() for task in tasks]
+
+
+class TestIOClient:
+    """An async client for one run against one TestIO account.
+
+    >>> async with TestIOClient(DEFAULT_BASE_URL, token, ClientOptions(concurrency=4)) as c:
+    ...     test = await c.test(4711)       # {"id": 4711, "title": ..., "product": {...}}
+
+    One connection pool, at most ``options.concurrency`` requests in flight, and a 429 on any
+    request pauses all of them. ``transport`` replaces the network (``httpx.MockTransport``).
+    """
+
+    __test__ = False  # the name starts with "Test": keep pytest from collecting it
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        options: ClientOptions | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.options = options or ClientOptions()
+        self.base_url = normalise_base_url(base_url)
+        self.stats = RequestStats()
+        limit = self.options.concurrency
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={
+                "Authorization": f"Token {check_token(token)}",
+                "Accept": "application/json",
+                "User-Agent": "testio-toolkit",
+            },
+            timeout=httpx.Timeout(self.options.timeout),
+            limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+            transport=transport,
+        )
+        self._slots = asyncio.Semaphore(limit)
+        self._in_flight = 0
+        self._paused_until = -math.inf  # monotonic instant; set by any 429, awaited by all
+        # Seams for tests: a fake clock and sleep make pauses measurable without waiting.
+        self._clock: Callable[[], float] = time.monotonic
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self._wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self._random: Callable[[], float] = random.random
+
+    def __repr__(self) -> str:
+        return f"<TestIOClient {self.base_url}>"
+
+    async def __aenter__(self) -> TestIOClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    async def products(self) -> list[dict[str, Any]]:
+        """Every product of the account: ``[{"id": 12, "name": "Shop", ...}, ...]``."""
+        return await self._get_list("products", None, "products")
+
+    async def product(self, product_id: int) -> dict[str, Any]:
+        """One product, with ``sections`` and ``sections_with_default``."""
+        return await self._get_object(f"products/{product_id}", None, "product")
+
+    async def tests_page(
+        self, product_id: int, page: int, per_page: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Page ``page`` (1-based) of a product's exploratory tests, newest first.
+
+        A page shorter than ``per_page`` is the last. A 500 that persists raises
+        ``ServiceError(status_code=500)`` after ``max_attempts_500`` attempts.
+        """
+        params = {"page": page, "per_page": per_page or self.options.per_page}
+        return await self._get_list(
+            f"products/{product_id}/exploratory_tests", params, "exploratory_tests"
+        )
+
+    async def test(self, test_id: int) -> dict[str, Any]:
+        """One exploratory test in detail, with ``product: {id, name}``."""
+        return await self._get_object(f"exploratory_tests/{test_id}", None, "exploratory_test")
+
+    async def features(
+        self, product_id: int, section_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Features of a product, or of one section of a sectioned product."""
+        if section_id is None:
+            path = f"products/{product_id}/features"
+        else:
+            path = f"products/{product_id}/sections/{section_id}/features"
+        return await self._get_list(path, None, "features")
+
+    async def bugs(self, test_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """All bugs of these tests, each once: ``await client.bugs([4711, 4712])``.
+
+        Asks for at most ``bug_batch_size`` tests per request, batches concurrently; a batch
+        the service finds too heavy (524, or our read timeout) is asked again in halves.
+        """
+        ids = unique_ids(test_ids)
+        if not ids:
+            return []
+        batches = await _gather(
+            self._bugs_of(batch) for batch in chunked(ids, self.options.bug_batch_size)
+        )
+        return dedupe_by_id(bug for batch in batches for bug in batch)
+
+    async def _bugs_of(self, ids: list[int]) -> list[dict[str, Any]]:
+        params = {"filter_test_cycle_ids": ",".join(str(i) for i in ids)}
+        try:
+            return await self._get_list("bugs", params, "bugs", overload_fails_fast=len(ids) > 1)
+        except _Overloaded:
+            middle = len(ids) // 2
+            log.info("GET bugs for %d tests was too heavy; asking in halves", len(ids))
+            left, right = await _gather([self._bugs_of(ids[:middle]), self._bugs_of(ids[middle:])])
+            return left + right
+
+    # -- the request machinery ---------------------------------------------------------------
+
+    async def get(
+        self, path: str, params: Mapping[str, str | int] | None = None, *, envelope: str
+    ) -> Any:
+        """GET a relative ``path`` and return what is inside ``envelope``.
+
+        >>> await client.get("products/12", envelope="product")
+        {"id": 12, "name": "Shop", ...}
+        """
+        return await self._get(path, params, envelope)
+
+    async def _get_list(
+        self, path: str, params: Params | None, envelope: str, *, overload_fails_fast: bool = False
+    ) -> list[dict[str, Any]]:
+        payload = await self._get(
+            path, params, envelope, "list", overload_fails_fast=overload_fails_fast
+        )
+        return cast(list[dict[str, Any]], payload)
+
+    async def _get_object(self, path: str, params: Params | None, envelope: str) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._get(path, params, envelope, "object"))
+
+    async def _get(
+        self,
+        path: str,
+        params: Params | None,
+        envelope: str,
+        shape: Shape | None = None,
+        *,
+        overload_fails_fast: bool = False,
+    ) -> Any:
+        path = path.lstrip("/")  # relative, so the base URL's path prefix is kept
+        what = describe_request(path, params)
+        state = _RequestState()
+
+        def stop(retry_state: RetryCallState) -> bool:
+            failure = retry_state.outcome.exception() if retry_state.outcome else None
+            if not isinstance(failure, _Transient):
+                return True
+            if overload_fails_fast and failure.overloaded:
+                return True
+            return retry_state.attempt_number >= attempts_allowed(failure.status_code, self.options)
+
+        retrying = AsyncRetrying(
+            stop=stop,
+            wait=self._backoff,
+            retry=retry_if_exception_type(_Transient),
+            sleep=self._backoff_sleep,
+            before_sleep=functools.partial(self._before_retry, what),
+            reraise=True,
+        )
+        try:
+            return await retrying(self._attempt, path, params, envelope, shape, what, state)
+        except _Transient as failure:
+            cause = failure.__cause__
+            if overload_fails_fast and failure.overloaded:
+                raise _Overloaded(
+                    f"{what} failed: {failure.reason}",
+                    endpoint=path,
+                    status_code=failure.status_code,
+                ) from cause
+            times = "attempt" if state.attempts == 1 else "attempts"
+            raise ServiceError(
+                f"{what} failed: {failure.reason} after {state.attempts} {times}",
+                endpoint=path,
+                status_code=failure.status_code,
+            ) from cause
+
+    async def _attempt(
+        self,
+        path: str,
+        params: Params | None,
+        envelope: str,
+        shape: Shape | None,
+        what: str,
+        state: _RequestState,
+    ) -> Any:
+        """One attempt: send (again after each 429) until a response that is not 429."""
+        state.attempts += 1
+        while True:
+            try:
+                response = await self._send(path, params, kind=envelope)
+            except httpx.TransportError as exc:
+                reason = describe_transport_error(exc)
+                overloaded = isinstance(exc, httpx.ReadTimeout)
+                raise _Transient(reason, None, overloaded=overloaded) from exc
+            except httpx.DecodingError as exc:  # e.g. a truncated gzip body
+                raise _Transient("the service sent a body that cannot be decoded", None) from exc
+            status = response.status_code
+            outcome = classify_status(status)
+            if outcome is Outcome.OK:
+                try:
+                    return unwrap_envelope(response.content, envelope, shape)
+                except GarbageBody as exc:
+                    raise _Transient(f"the service {exc}", status) from None
+            if outcome is Outcome.RETRY:
+                raise _Transient(f"HTTP {status}", status, overloaded=status == 524)
+            if outcome is Outcome.REFUSED:
+                raise refusal_error(status, what, path)
+            # 429: does not use up an attempt, but is bounded on its own.
+            state.rate_limit_waits += 1
+            if state.rate_limit_waits > self.options.max_rate_limit_waits:
+                waits = self.options.max_rate_limit_waits
+                raise RateLimited(
+                    f"{what} failed: still rate-limited (429) after {waits} waits",
+                    endpoint=path,
+                    status_code=429,
+                )
+            pause = rate_limit_pause(
+                response.headers.get("Retry-After"),
+                response.headers.get("Date"),
+                wall_now=self._wall_clock(),
+                waits_so_far=state.rate_limit_waits - 1,
+                options=self.options,
+                jitter=self._random(),
+            )
+            self.stats.rate_limit_waits += 1
+            self._paused_until = max(self._paused_until, self._clock() + pause)
+            log.info("%s: rate-limited (429); pausing all requests for %.1f s", what, pause)
+
+    async def _send(self, path: str, params: Params | None, *, kind: str) -> httpx.Response:
+        """Send one GET once the rate-limit pause is over, holding a concurrency slot."""
+        while True:
+            await self._wait_out_pause()
+            async with self._slots:
+                # A 429 may have arrived while we queued for the slot: wait again, without
+                # holding the slot, rather than send a request that would be refused.
+                if self._clock() < self._paused_until:
+                    continue
+                self._in_flight += 1
+                self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
+                self.stats.requests += 1
+                self.stats.by_endpoint[kind] += 1
+                try:
+                    return await self._http.get(path, params=params)
+                finally:
+                    self._in_flight -= 1
+
+    async def _wait_out_pause(self) -> None:
+        # A loop, because another 429 may push the pause further while we sleep.
+        while (remaining := self._paused_until - self._clock()) > 0:
+            await self._sleep(remaining)
+
+    def _backoff(self, retry_state: RetryCallState) -> float:
+        return backoff_delay(retry_state.attempt_number - 1, self.options, self._random())
+
+    async def _backoff_sleep(self, seconds: float) -> None:
+        await self._sleep(seconds)
+
+    def _before_retry(self, what: str, retry_state: RetryCallState) -> None:
+        self.stats.retries += 1
+        failure = retry_state.outcome.exception() if retry_state.outcome else None
+        delay = retry_state.next_action.sleep if retry_state.next_action else 0.0
+        log.info(
+            "%s: %s (attempt %d); retrying in %.2f s",
+            what,
+            failure,
+            retry_state.attempt_number,
+            delay,
+        )

@@ -1,0 +1,157 @@
+"""Settings: from arguments, then environment variables, then a ``.env`` file, then defaults.
+
+The names of the environment variables are part of the public interface::
+
+    TESTIO_CUSTOMER_API_TOKEN     the API token (without it, the bundled sandbox is used)
+    TESTIO_CUSTOMER_API_BASE_URL  default https://api.test.io/customer/v2 (path prefix kept)
+    TESTIO_DB_PATH                default: testio.db in the per-user data folder
+    TESTIO_PRODUCT_IDS            optional comma-separated default product filter
+
+Usage::
+
+    settings = Settings.load(db_path="~/work/acme.db")
+    settings.token          # a Secret: prints as '***'
+    settings.sandbox        # True when no token is configured
+
+With no token the toolkit talks to its bundled sandbox and writes to ``sandbox.db`` in the
+same data folder, so sandbox data can never land in the database of a real account.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+from platformdirs import user_data_dir
+
+from .errors import ConfigError
+
+DEFAULT_BASE_URL = "https://api.test.io/customer/v2"
+ENV_TOKEN = "TESTIO_CUSTOMER_API_TOKEN"
+ENV_BASE_URL = "TESTIO_CUSTOMER_API_BASE_URL"
+ENV_DB_PATH = "TESTIO_DB_PATH"
+ENV_PRODUCT_IDS = "TESTIO_PRODUCT_IDS"
+
+
+class Secret:
+    """A string that never shows itself in a repr, str or f-string.
+
+    >>> Secret("abc")
+    Secret('***')
+    >>> Secret("abc").reveal()
+    'abc'
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself: only for the Authorization header."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def default_data_dir() -> Path:
+    """The per-user folder that holds the default databases."""
+    return Path(user_data_dir("testio-toolkit", appauthor=False))
+
+
+def parse_product_ids(value: str | int | list[int] | tuple[int, ...] | None) -> tuple[int, ...]:
+    """``"12, 34"`` or ``[12, 34]`` -> ``(12, 34)``; a clear error for anything else."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, int):
+        return (value,)
+    items = value.split(",") if isinstance(value, str) else list(value)
+    ids: list[int] = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        try:
+            ids.append(int(text))
+        except ValueError:
+            raise ConfigError(f"product id {text!r} is not a number") from None
+    return tuple(ids)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where to read from and where to write to. Build it with ``Settings.load(...)``."""
+
+    token: Secret | None
+    base_url: str
+    db_path: Path
+    product_ids: tuple[int, ...] = ()
+    sandbox_preset: str = "small"
+    options: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def sandbox(self) -> bool:
+        """True when no token is configured: the bundled sandbox serves the data."""
+        return self.token is None
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        token: str | None = None,
+        base_url: str | None = None,
+        db_path: str | os.PathLike[str] | None = None,
+        product_ids: str | list[int] | tuple[int, ...] | None = None,
+        env: dict[str, str] | None = None,
+        dotenv_path: str | os.PathLike[str] | None = ".env",
+    ) -> Settings:
+        """Arguments win over environment variables, which win over ``.env``, then defaults."""
+        environ = dict(os.environ) if env is None else env
+        dotenv: dict[str, str | None] = {}
+        if dotenv_path is not None and Path(dotenv_path).is_file():
+            dotenv = dotenv_values(dotenv_path)
+
+        def pick(argument: Any, name: str) -> Any:
+            if argument not in (None, ""):
+                return argument
+            if environ.get(name):
+                return environ[name]
+            return dotenv.get(name) or None
+
+        raw_token = pick(token, ENV_TOKEN)
+        secret = Secret(str(raw_token).strip()) if raw_token else None
+        url = str(pick(base_url, ENV_BASE_URL) or DEFAULT_BASE_URL).strip()
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"base URL {url!r} must start with http:// or https://")
+        path_value = pick(db_path, ENV_DB_PATH)
+        if path_value is None:
+            name = "sandbox.db" if secret is None else "testio.db"
+            path = default_data_dir() / name
+        else:
+            path = Path(path_value).expanduser()
+        ids = parse_product_ids(pick(product_ids, ENV_PRODUCT_IDS))
+        return cls(token=secret, base_url=url, db_path=path, product_ids=ids)
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some fields changed: ``settings.with_(db_path=Path("x.db"))``."""
+        return replace(self, **changes)
+
+    def __repr__(self) -> str:
+        source = "sandbox" if self.sandbox else self.base_url
+        return f"<Settings {source} db={self.db_path}>"

@@ -1,0 +1,209 @@
+"""pandas views of the mirror. The only module that imports pandas.
+
+Usage::
+
+    tt.tests(product=12, status="running", since="30d")
+    tt.bugs(severity=["high", "critical"]).groupby("product")["id"].count()
+
+Every reader opens its own read-only connection, so it never waits for a running sync (WAL)
+and always sees the database that is in place now, also right after a nuke swapped it.
+Timestamps are ``datetime64[ns, UTC]``; status, severity and testing type are categoricals;
+ids are nullable integers. Rows marked gone upstream are left out unless
+``include_deleted=True``. Columns a user added to a table come along.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .rows import parse_since
+from .store import Store
+
+TEST_STATUSES = (
+    "initialized",
+    "waiting",
+    "running",
+    "locked",
+    "customer_finalized",
+    "archived",
+    "cancelled",
+)
+TESTING_TYPES = ("coverage", "focused", "rapid", "external")
+BUG_STATUSES = ("accepted", "rejected", "forwarded")
+SEVERITIES = ("low", "high", "critical", "visual", "content")
+RUN_STATUSES = ("running", "success", "partial", "failed", "cancelled")
+
+_TIMES = (
+    "start_at",
+    "end_at",
+    "created_at",
+    "synced_at",
+    "deleted_upstream_at",
+    "started_at",
+    "ended_at",
+    "first_seen_at",
+    "last_tried_at",
+    "resolved_at",
+    "test_end_at",
+)
+_IDS = ("id", "product_id", "test_id", "section_id", "record_id", "prev_id", "next_id")
+_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "status": (),  # filled per frame: tests and bugs use different status lists
+    "testing_type": TESTING_TYPES,
+    "severity": SEVERITIES,
+    "mode": ("sync", "refresh", "nuke"),
+}
+Filter = int | str | Iterable[int | str] | None
+
+
+def _values(value: Filter) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, int | str):
+        return [value]
+    return list(value)
+
+
+def _where(clauses: list[str], params: list[Any], column: str, value: Filter) -> None:
+    values = _values(value)
+    if values:
+        clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+        params.extend(values)
+
+
+def _read(path: Path, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+    with Store.open_read_only(path) as store:
+        cursor = store.conn.execute(sql, tuple(params))
+        names = [d[0] for d in cursor.description]
+        return pd.DataFrame.from_records(cursor.fetchall(), columns=names)
+
+
+def _typed(frame: pd.DataFrame, statuses: tuple[str, ...] = ()) -> pd.DataFrame:
+    for column in frame.columns:
+        if column in _TIMES:
+            frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+        elif column in _IDS:
+            frame[column] = frame[column].astype("Int64")
+        elif column in _CATEGORIES:
+            known = statuses if column == "status" else _CATEGORIES[column]
+            seen = [v for v in frame[column].dropna().unique() if v not in known]
+            frame[column] = pd.Categorical(frame[column], categories=[*known, *sorted(seen)])
+    for column in ("known", "auto_accepted", "sectioned"):
+        if column in frame.columns:
+            frame[column] = frame[column].astype("boolean")
+    return frame
+
+
+def _live(alias: str, include_deleted: bool) -> str:
+    return "1" if include_deleted else f"{alias}.deleted_upstream_at IS NULL"
+
+
+def products(path: Path, *, include_deleted: bool = False, raw: bool = False) -> pd.DataFrame:
+    frame = _read(
+        path,
+        "SELECT p.*, (SELECT count(*) FROM tests t WHERE t.product_id = p.id "
+        "AND t.deleted_upstream_at IS NULL) AS tests "
+        f"FROM products p WHERE {_live('p', include_deleted)} ORDER BY p.id",
+    )
+    return _typed(frame if raw else frame.drop(columns=["raw"]))
+
+
+def tests(
+    path: Path,
+    *,
+    product: Filter = None,
+    status: Filter = None,
+    since: str | None = None,
+    include_deleted: bool = False,
+    raw: bool = False,
+) -> pd.DataFrame:
+    clauses = [_live("t", include_deleted)]
+    params: list[Any] = []
+    _where(clauses, params, "t.product_id", product)
+    _where(clauses, params, "t.status", status)
+    limit = parse_since(since)
+    if limit:
+        clauses.append("(t.end_at IS NULL OR t.end_at >= ?)")
+        params.append(limit)
+    frame = _read(
+        path,
+        "SELECT t.*, p.name AS product, "
+        "(SELECT count(*) FROM bugs b WHERE b.test_id = t.id "
+        "AND b.deleted_upstream_at IS NULL) AS bugs "
+        "FROM tests t LEFT JOIN products p ON p.id = t.product_id "
+        f"WHERE {' AND '.join(clauses)} ORDER BY t.end_at DESC, t.id DESC",
+        params,
+    )
+    return _typed(frame if raw else frame.drop(columns=["raw"]), TEST_STATUSES)
+
+
+def bugs(
+    path: Path,
+    *,
+    product: Filter = None,
+    test: Filter = None,
+    status: Filter = None,
+    severity: Filter = None,
+    since: str | None = None,
+    include_deleted: bool = False,
+    raw: bool = False,
+) -> pd.DataFrame:
+    clauses = [_live("b", include_deleted)]
+    params: list[Any] = []
+    _where(clauses, params, "b.product_id", product)
+    _where(clauses, params, "b.test_id", test)
+    _where(clauses, params, "b.status", status)
+    _where(clauses, params, "b.severity", severity)
+    limit = parse_since(since)
+    if limit:
+        clauses.append("b.created_at >= ?")
+        params.append(limit)
+    frame = _read(
+        path,
+        "SELECT b.*, t.title AS test_title, t.end_at AS test_end_at, p.name AS product "
+        "FROM bugs b LEFT JOIN tests t ON t.id = b.test_id "
+        "LEFT JOIN products p ON p.id = b.product_id "
+        f"WHERE {' AND '.join(clauses)} ORDER BY b.created_at DESC, b.id DESC",
+        params,
+    )
+    return _typed(frame if raw else frame.drop(columns=["raw"]), BUG_STATUSES)
+
+
+def features(
+    path: Path, *, product: Filter = None, include_deleted: bool = False, raw: bool = False
+) -> pd.DataFrame:
+    clauses = [_live("f", include_deleted)]
+    params: list[Any] = []
+    _where(clauses, params, "f.product_id", product)
+    frame = _read(
+        path,
+        "SELECT f.*, p.name AS product FROM features f "
+        "LEFT JOIN products p ON p.id = f.product_id "
+        f"WHERE {' AND '.join(clauses)} ORDER BY f.product_id, f.id",
+        params,
+    )
+    return _typed(frame if raw else frame.drop(columns=["raw"]))
+
+
+def runs(path: Path) -> pd.DataFrame:
+    frame = _read(path, "SELECT * FROM sync_runs ORDER BY id")
+    frame = _typed(frame, RUN_STATUSES)
+    if len(frame):
+        frame["seconds"] = (frame["ended_at"] - frame["started_at"]).dt.total_seconds()
+    else:
+        frame["seconds"] = pd.Series(dtype="float64")
+    return frame
+
+
+def unreadable(path: Path, *, include_resolved: bool = False) -> pd.DataFrame:
+    where = "1" if include_resolved else "u.resolved_at IS NULL"
+    frame = _read(
+        path,
+        "SELECT u.*, p.name AS product FROM unreadable u "
+        f"LEFT JOIN products p ON p.id = u.product_id WHERE {where} ORDER BY u.id",
+    )
+    return _typed(frame)

@@ -1,0 +1,91 @@
+"""One writer per database: a lock file beside it, and a note saying who holds it.
+
+Usage::
+
+    with WriterLock(db_path, mode="refresh"):
+        ...  # only this process writes to db_path now
+
+The lock is an OS-level file lock (filelock), so the kernel releases it when its holder dies:
+a crashed or ``kill -9``-ed run never blocks the next one. Readers take no lock; WAL mode
+lets them read while a writer works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from pathlib import Path
+from types import TracebackType
+
+from filelock import FileLock, Timeout
+
+from .errors import SyncInProgress
+from .store import utc_now
+
+
+def lock_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".lock")
+
+
+def holder_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".lock.json")
+
+
+def describe_holder(db_path: Path) -> str:
+    """'a refresh (pid 4242 on host, since 2026-11-27T08:00:00Z)', or a vaguer text."""
+    try:
+        info = json.loads(holder_path(db_path).read_text())
+        return f"a {info['mode']} (pid {info['pid']} on {info['host']}, since {info['since']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another sync"
+
+
+class WriterLock:
+    """Hold the writer lock of ``db_path`` for the duration of a ``with`` block.
+
+    ``wait=False`` (the default) fails at once with SyncInProgress naming the holder;
+    ``wait=True`` blocks until the lock is free, ``wait=30.0`` for at most 30 seconds.
+    """
+
+    def __init__(self, db_path: Path, *, mode: str, wait: bool | float = False) -> None:
+        self.db_path = db_path
+        self.mode = mode
+        self.timeout = -1.0 if wait is True else (0.0 if wait is False else float(wait))
+        self._lock = FileLock(str(lock_path(db_path)), timeout=self.timeout)
+
+    def __enter__(self) -> WriterLock:
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise SyncInProgress(
+                f"{describe_holder(self.db_path)} is writing to {self.db_path}; wait for it to "
+                "finish (or pass wait=True)",
+                path=str(self.db_path),
+            ) from None
+        except OSError as exc:
+            raise SyncInProgress(
+                f"cannot take the writer lock {lock_path(self.db_path)}: {exc.strerror}",
+                path=str(self.db_path),
+            ) from None
+        info = {"mode": self.mode, "pid": os.getpid(), "host": socket.gethostname()}
+        info["since"] = utc_now()
+        # The note is a courtesy; the lock itself is what protects the file.
+        with contextlib.suppress(OSError):
+            holder_path(self.db_path).write_text(json.dumps(info))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with contextlib.suppress(OSError):
+            holder_path(self.db_path).unlink(missing_ok=True)
+        self._lock.release()
+
+    def __repr__(self) -> str:
+        state = "held" if self._lock.is_locked else "free"
+        return f"<WriterLock {self.db_path} ({state})>"

@@ -1,0 +1,85 @@
+"""Run the async core from plain code: scripts, notebook cells, and other async code.
+
+Usage::
+
+    result = run_blocking(some_coroutine_function())    # waits; Ctrl-C cancels cleanly
+    future = run_in_background(some_coroutine_function())  # returns at once (widgets)
+
+Why a private loop on a worker thread: a notebook cell already runs inside an event loop,
+where ``asyncio.run()`` refuses to start, and ``nest_asyncio`` (archived) patches asyncio for
+the whole process. Instead the toolkit owns one event loop on one daemon thread and hands it
+coroutines; the calling thread only waits. That works the same in a script, in a cell, and
+inside someone else's ``asyncio.run(...)``. Code that is already async can skip all this and
+``await tt.async_()`` / ``tt.arefresh()`` / ``tt.anuke()`` directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from .errors import Cancelled
+
+T = TypeVar("T")
+
+# How long an interrupted run may take to record itself as cancelled and release its lock.
+CANCEL_GRACE_SECONDS = 5.0
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def _worker_loop() -> asyncio.AbstractEventLoop:
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=loop.run_forever, name="testio-toolkit-loop", daemon=True
+            )
+            thread.start()
+            _loop = loop
+        return _loop
+
+
+def run_in_background(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    """Start ``coro`` on the toolkit's loop and return a future at once."""
+    return asyncio.run_coroutine_threadsafe(coro, _worker_loop())
+
+
+def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on the toolkit's loop and wait for it.
+
+    Ctrl-C (KeyboardInterrupt) while waiting cancels the coroutine, waits briefly for it to
+    record the cancellation and release its lock, then raises ``Cancelled``.
+    """
+    if threading.current_thread().name == "testio-toolkit-loop":
+        raise RuntimeError("run_blocking() called from the toolkit's own loop; await instead")
+    finished = threading.Event()
+
+    async def tracked() -> T:
+        try:
+            return await coro
+        finally:
+            finished.set()
+
+    future = run_in_background(tracked())
+    try:
+        # Short waits in a loop keep the main thread responsive to signals.
+        while True:
+            try:
+                return future.result(timeout=0.2)
+            except concurrent.futures.TimeoutError:
+                continue
+    except KeyboardInterrupt:
+        future.cancel()
+        # The future is marked cancelled at once; the task still has to unwind.
+        finished.wait(CANCEL_GRACE_SECONDS)
+        raise Cancelled(
+            "interrupted; the mirror is consistent and the run is marked cancelled"
+        ) from None
+    except concurrent.futures.CancelledError:
+        raise Cancelled("the run was cancelled") from None

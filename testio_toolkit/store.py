@@ -1,0 +1,700 @@
+"""The local SQLite mirror: schema, migrations, upserts and bookkeeping. The only SQL writer.
+
+Usage::
+
+    with Store.open(Path("acme.db")) as store:
+        with store.transaction():
+            counts = store.upsert_tests(rows)      # -> UpsertCounts(added=3, updated=1, ...)
+        store.table_counts()                       # {'products': 3, 'tests': 150, ...}
+
+Rules every write follows:
+
+- Rows are written with ``INSERT ... ON CONFLICT(id) DO UPDATE`` and only our own columns
+  are set, so columns a user added keep their values and nothing is deleted and re-inserted.
+- A row whose content did not change is not written at all (we compare the stored JSON
+  first), so a no-change refresh rewrites nothing.
+- Rows gone upstream are marked (``deleted_upstream_at``), never deleted.
+
+The store opens files carefully: it never creates a missing folder the user named, never
+touches a file that is not a SQLite database, and refuses one written by a newer schema.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .errors import SchemaTooNew, StoreCorrupt, StoreError
+
+SCHEMA_VERSION = 1
+# Marks a file as ours (PRAGMA application_id), so we never write into someone else's SQLite.
+APPLICATION_ID = 0x7E5710
+SQLITE_HEADER = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 10_000
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE products (
+    id INTEGER PRIMARY KEY,
+    name TEXT,
+    type TEXT,
+    description TEXT,
+    sectioned INTEGER NOT NULL DEFAULT 0,
+    raw TEXT NOT NULL,
+    synced_at TEXT NOT NULL,
+    deleted_upstream_at TEXT
+);
+CREATE TABLE tests (
+    id INTEGER PRIMARY KEY,
+    product_id INTEGER NOT NULL,
+    title TEXT,
+    status TEXT,
+    testing_type TEXT,
+    start_at TEXT,
+    end_at TEXT,
+    created_at TEXT,
+    raw TEXT NOT NULL,
+    synced_at TEXT NOT NULL,
+    bugs_read_at TEXT,
+    deleted_upstream_at TEXT
+);
+CREATE INDEX tests_by_product ON tests (product_id, end_at);
+CREATE TABLE bugs (
+    id INTEGER PRIMARY KEY,
+    test_id INTEGER NOT NULL,
+    product_id INTEGER NOT NULL,
+    title TEXT,
+    severity TEXT,
+    status TEXT,
+    known INTEGER,
+    auto_accepted INTEGER,
+    created_at TEXT,
+    author TEXT,
+    raw TEXT NOT NULL,
+    synced_at TEXT NOT NULL,
+    deleted_upstream_at TEXT
+);
+CREATE INDEX bugs_by_test ON bugs (test_id);
+CREATE INDEX bugs_by_product ON bugs (product_id);
+CREATE TABLE features (
+    id INTEGER PRIMARY KEY,
+    product_id INTEGER NOT NULL,
+    section_id INTEGER,
+    title TEXT,
+    description TEXT,
+    howtofind TEXT,
+    user_stories TEXT,
+    raw TEXT NOT NULL,
+    synced_at TEXT NOT NULL,
+    deleted_upstream_at TEXT
+);
+CREATE INDEX features_by_product ON features (product_id);
+CREATE TABLE sync_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    mode TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    product_filter TEXT,
+    since TEXT,
+    requests INTEGER,
+    counts TEXT,
+    error TEXT
+);
+CREATE TABLE product_state (
+    product_id INTEGER PRIMARY KEY,
+    backfill_complete INTEGER NOT NULL DEFAULT 0,
+    last_complete_read_at TEXT
+);
+CREATE TABLE unreadable (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    product_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    position INTEGER,
+    record_id INTEGER,
+    prev_id INTEGER,
+    next_id INTEGER,
+    error TEXT,
+    first_seen_at TEXT NOT NULL,
+    last_tried_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    resolved_at TEXT
+);
+CREATE INDEX unreadable_open ON unreadable (product_id, resolved_at);
+"""
+
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+
+# The columns each mirror table gets from the service, in write order (id first).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "products": ("id", "name", "type", "description", "sectioned", "raw", "synced_at"),
+    "tests": (
+        "id",
+        "product_id",
+        "title",
+        "status",
+        "testing_type",
+        "start_at",
+        "end_at",
+        "created_at",
+        "raw",
+        "synced_at",
+    ),
+    "bugs": (
+        "id",
+        "test_id",
+        "product_id",
+        "title",
+        "severity",
+        "status",
+        "known",
+        "auto_accepted",
+        "created_at",
+        "author",
+        "raw",
+        "synced_at",
+    ),
+    "features": (
+        "id",
+        "product_id",
+        "section_id",
+        "title",
+        "description",
+        "howtofind",
+        "user_stories",
+        "raw",
+        "synced_at",
+    ),
+}
+MIRROR_TABLES = tuple(COLUMNS)
+Row = dict[str, Any]
+
+
+def utc_now() -> str:
+    """Now, as the UTC ISO text every timestamp in the store uses."""
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass
+class UpsertCounts:
+    """What one upsert did: rows added, updated (content changed), unchanged, unmarked;
+    ``changed_ids`` are the ids added or updated."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    unmarked: int = 0
+    changed_ids: list[int] = field(default_factory=list)
+
+
+class TestState(NamedTuple):
+    """A stored test as the sync engine sees it."""
+
+    status: str | None
+    end_at: str | None
+    gone: bool
+    bugs_read: bool
+
+
+def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    # SQLite limits the number of ? placeholders per statement.
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def check_database_file(path: Path) -> None:
+    """Refuse a path we must not open: a missing folder, or a file that is not SQLite."""
+    if not path.parent.is_dir():
+        raise StoreError(f"the folder {path.parent} does not exist", path=str(path))
+    if path.exists():
+        if path.is_dir():
+            raise StoreError(f"{path} is a folder, not a database file", path=str(path))
+        try:
+            with path.open("rb") as handle:
+                header = handle.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror}", path=str(path)) from None
+        if header and header != SQLITE_HEADER:
+            raise StoreCorrupt(
+                f"{path} is not a SQLite database; it was left untouched", path=str(path)
+            )
+
+
+def translate_error(exc: sqlite3.Error, path: Path) -> StoreError:
+    """Turn a sqlite3 error into one of ours, naming the file."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.DatabaseError) and (
+        "malformed" in text or "not a database" in text or "corrupt" in text
+    ):
+        return StoreCorrupt(f"{path} is damaged ({text}); it was left untouched", path=str(path))
+    if "disk is full" in text or "disk I/O" in text:
+        return StoreError(f"cannot write {path}: {text}", path=str(path))
+    if "readonly" in text or "unable to open" in text:
+        return StoreError(f"cannot write {path}: {text}", path=str(path))
+    if "locked" in text:
+        return StoreError(f"{path} is locked by another program ({text})", path=str(path))
+    return StoreError(f"database error in {path}: {text}", path=str(path))
+
+
+class Store:
+    """One open connection to a mirror database, and every write the sync makes to it."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, *, read_only: bool = False) -> None:
+        self.conn = conn
+        self.path = path
+        self.read_only = read_only
+
+    # -- opening -----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = True) -> Store:
+        """Open (and create or migrate) the database at ``path`` for writing."""
+        check_database_file(path)
+        if not path.exists() and not create:
+            raise StoreError(f"no database at {path}; run a sync first", path=str(path))
+        try:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise translate_error(exc, path) from None
+        store = cls(conn, path)
+        try:
+            store._prepare()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise translate_error(exc, path) from None
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    @classmethod
+    def open_read_only(cls, path: Path) -> Store:
+        """Open for reading only; a missing file opens as an empty in-memory mirror.
+
+        Used by dry runs and readers: it can never change the file.
+        """
+        check_database_file(path)
+        if not path.exists():
+            conn = sqlite3.connect(":memory:", isolation_level=None)
+            conn.executescript(_SCHEMA_V1)
+            return cls(conn, path, read_only=True)
+        try:
+            conn = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+            )
+            store = cls(conn, path, read_only=True)
+            store._check_version(store._user_version())
+        except sqlite3.Error as exc:
+            raise translate_error(exc, path) from None
+        return store
+
+    def _user_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"{self.path} has schema version {version}, newer than this toolkit's "
+                f"{SCHEMA_VERSION}; upgrade testio-toolkit",
+                path=str(self.path),
+            )
+
+    def _prepare(self) -> None:
+        conn = self.conn
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        version = self._user_version()
+        self._check_version(version)
+        app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        has_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+        if has_tables and app_id != APPLICATION_ID:
+            raise StoreCorrupt(
+                f"{self.path} is a SQLite database of another program; it was left untouched",
+                path=str(self.path),
+            )
+        conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL is durable across application crashes in WAL mode; only power loss can
+        # lose the last transactions, never corrupt the file.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if version < SCHEMA_VERSION:
+            with self.transaction():
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in MIGRATIONS[step].split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.read_only else "read-write"
+        return f"<Store {self.path} ({mode})>"
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit: everything inside commits together or not at all."""
+        if self.read_only:
+            yield
+            return
+        if self.conn.in_transaction:
+            yield
+            return
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            yield
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise translate_error(exc, self.path) from None
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def _write(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.path) from None
+
+    def _write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            self.conn.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.path) from None
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run a read query and return plain dicts."""
+        try:
+            cursor = self.conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.path) from None
+        names = [d[0] for d in cursor.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    # -- meta ---------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0]["value"] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        if self.read_only:
+            return
+        self._write(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value "
+            "WHERE meta.value IS NOT excluded.value",
+            (key, value),
+        )
+
+    # -- mirror rows --------------------------------------------------------------------
+
+    def upsert(self, table: str, rows: Sequence[Row]) -> UpsertCounts:
+        """Add new rows, update changed ones, leave identical ones alone; count each kind.
+
+        ``rows`` are dicts with the keys of ``COLUMNS[table]``. In a read-only store nothing
+        is written, but the counts are what a real write would have done.
+        """
+        counts = UpsertCounts()
+        if not rows:
+            return counts
+        columns = COLUMNS[table]
+        existing: dict[int, tuple[str, str | None]] = {}
+        ids = [row["id"] for row in rows]
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            cursor = self.conn.execute(
+                f"SELECT id, raw, deleted_upstream_at FROM {table} WHERE id IN ({marks})",
+                tuple(chunk),
+            )
+            for row_id, raw, deleted in cursor:
+                existing[row_id] = (raw, deleted)
+        to_write: list[tuple[Any, ...]] = []
+        for row in rows:
+            before = existing.get(row["id"])
+            if before is None:
+                counts.added += 1
+                counts.changed_ids.append(row["id"])
+            else:
+                changed = before[0] != row["raw"]
+                was_marked = before[1] is not None
+                counts.updated += changed
+                counts.unchanged += not changed
+                counts.unmarked += was_marked
+                if changed:
+                    counts.changed_ids.append(row["id"])
+                if not (changed or was_marked):
+                    continue
+            to_write.append(tuple(row[c] for c in columns))
+        if to_write and not self.read_only:
+            marks = ",".join("?" * len(columns))
+            updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+            self._write_many(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+                f"ON CONFLICT(id) DO UPDATE SET {updates}, deleted_upstream_at = NULL",
+                to_write,
+            )
+        return counts
+
+    def mark_gone(self, table: str, ids: Iterable[int], when: str) -> int:
+        """Mark rows as deleted upstream (never delete them); returns how many were marked."""
+        todo = sorted(set(ids))
+        if not todo:
+            return 0
+        marked = 0
+        for chunk in _chunks(todo):
+            marks = ",".join("?" * len(chunk))
+            where = f"id IN ({marks}) AND deleted_upstream_at IS NULL"
+            if self.read_only:
+                marked += self.conn.execute(
+                    f"SELECT count(*) FROM {table} WHERE {where}", tuple(chunk)
+                ).fetchone()[0]
+            else:
+                marked += self._write(
+                    f"UPDATE {table} SET deleted_upstream_at = ? WHERE {where}",
+                    (when, *chunk),
+                ).rowcount
+        return marked
+
+    def test_states(self, product_id: int) -> dict[int, TestState]:
+        """What the store knows of one product's tests, by id."""
+        cursor = self.conn.execute(
+            "SELECT id, status, end_at, deleted_upstream_at IS NOT NULL, bugs_read_at IS NOT NULL "
+            "FROM tests WHERE product_id = ?",
+            (product_id,),
+        )
+        return {row[0]: TestState(row[1], row[2], bool(row[3]), bool(row[4])) for row in cursor}
+
+    def mark_bugs_read(self, test_ids: Sequence[int], when: str) -> None:
+        """Note that these tests' bugs were read completely (only the first time, so a
+        refresh that finds nothing new writes nothing)."""
+        if self.read_only:
+            return
+        for chunk in _chunks(list(test_ids)):
+            marks = ",".join("?" * len(chunk))
+            self._write(
+                f"UPDATE tests SET bugs_read_at = ? WHERE id IN ({marks}) AND bugs_read_at IS NULL",
+                (when, *chunk),
+            )
+
+    def live_ids(self, table: str, where: str, params: Sequence[Any]) -> set[int]:
+        """Ids of rows not marked gone that match ``where``."""
+        cursor = self.conn.execute(
+            f"SELECT id FROM {table} WHERE deleted_upstream_at IS NULL AND ({where})", params
+        )
+        return {row[0] for row in cursor}
+
+    def bug_ids_of_tests(self, test_ids: Sequence[int]) -> set[int]:
+        """Ids of the stored, unmarked bugs that belong to these tests."""
+        found: set[int] = set()
+        for chunk in _chunks(list(test_ids)):
+            marks = ",".join("?" * len(chunk))
+            found |= self.live_ids("bugs", f"test_id IN ({marks})", tuple(chunk))
+        return found
+
+    # -- per-product bookkeeping ----------------------------------------------------------
+
+    def backfill_complete(self, product_id: int) -> bool:
+        rows = self.query(
+            "SELECT backfill_complete FROM product_state WHERE product_id = ?", (product_id,)
+        )
+        return bool(rows and rows[0]["backfill_complete"])
+
+    def set_backfill_complete(self, product_id: int, when: str) -> None:
+        if self.read_only:
+            return
+        self._write(
+            "INSERT INTO product_state (product_id, backfill_complete, last_complete_read_at) "
+            "VALUES (?, 1, ?) ON CONFLICT(product_id) DO UPDATE SET backfill_complete = 1, "
+            "last_complete_read_at = excluded.last_complete_read_at",
+            (product_id, when),
+        )
+
+    # -- unreadable records ---------------------------------------------------------------
+
+    def open_unreadable(self, product_id: int | None = None) -> list[Row]:
+        """Entries not resolved yet, oldest first (optionally of one product)."""
+        where = "resolved_at IS NULL"
+        params: tuple[Any, ...] = ()
+        if product_id is not None:
+            where += " AND product_id = ?"
+            params = (product_id,)
+        return self.query(f"SELECT * FROM unreadable WHERE {where} ORDER BY id", params)
+
+    def log_unreadable(
+        self,
+        product_id: int,
+        kind: str,
+        *,
+        position: int | None = None,
+        record_id: int | None = None,
+        prev_id: int | None = None,
+        next_id: int | None = None,
+        error: str,
+        when: str,
+    ) -> None:
+        """Record a record the service could not serve, once: a repeat bumps ``attempts``."""
+        if self.read_only:
+            return
+        if record_id is not None:
+            match = self.query(
+                "SELECT id FROM unreadable WHERE resolved_at IS NULL AND product_id = ? "
+                "AND kind = ? AND record_id = ?",
+                (product_id, kind, record_id),
+            )
+        else:
+            # A list position has no id of its own: it is known by its neighbours.
+            match = self.query(
+                "SELECT id FROM unreadable WHERE resolved_at IS NULL AND product_id = ? "
+                "AND kind = ? AND prev_id IS ? AND next_id IS ?",
+                (product_id, kind, prev_id, next_id),
+            )
+        if match:
+            self._write(
+                "UPDATE unreadable SET attempts = attempts + 1, last_tried_at = ?, error = ?, "
+                "position = coalesce(?, position) WHERE id = ?",
+                (when, error, position, match[0]["id"]),
+            )
+            return
+        self._write(
+            "INSERT INTO unreadable (product_id, kind, position, record_id, prev_id, next_id, "
+            "error, first_seen_at, last_tried_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (product_id, kind, position, record_id, prev_id, next_id, error, when, when),
+        )
+
+    def resolve_unreadable(self, entry_ids: Iterable[int], when: str) -> int:
+        """Mark entries resolved (the record was finally read); returns how many."""
+        todo = list(entry_ids)
+        if not todo or self.read_only:
+            return 0
+        marks = ",".join("?" * len(todo))
+        return self._write(
+            f"UPDATE unreadable SET resolved_at = ? WHERE resolved_at IS NULL AND id IN ({marks})",
+            (when, *todo),
+        ).rowcount
+
+    def clear_unreadable(self, product_id: int | None = None) -> int:
+        """Delete the log entries (all, or one product's); returns how many."""
+        if product_id is None:
+            return self._write("DELETE FROM unreadable").rowcount
+        return self._write("DELETE FROM unreadable WHERE product_id = ?", (product_id,)).rowcount
+
+    # -- run history ----------------------------------------------------------------------
+
+    def start_run(self, mode: str, product_filter: Sequence[int], since: str | None) -> int:
+        if self.read_only:
+            return 0
+        cursor = self._write(
+            "INSERT INTO sync_runs (mode, status, started_at, product_filter, since) "
+            "VALUES (?, 'running', ?, ?, ?)",
+            (mode, utc_now(), json.dumps(list(product_filter)) if product_filter else None, since),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        requests: int,
+        counts: dict[str, Any],
+        error: str | None,
+    ) -> None:
+        if self.read_only or not run_id:
+            return
+        self._write(
+            "UPDATE sync_runs SET status = ?, ended_at = ?, requests = ?, counts = ?, error = ? "
+            "WHERE id = ?",
+            (status, utc_now(), requests, json.dumps(counts), error, run_id),
+        )
+
+    def last_runs(self) -> dict[str, Row]:
+        """The most recent run of each mode: ``{'sync': {...}, 'refresh': {...}}``."""
+        rows = self.query(
+            "SELECT * FROM sync_runs WHERE id IN (SELECT max(id) FROM sync_runs GROUP BY mode)"
+        )
+        return {row["mode"]: row for row in rows}
+
+    def table_counts(self) -> dict[str, int]:
+        """Rows per mirror table, not counting rows marked gone upstream."""
+        return {
+            table: self.conn.execute(
+                f"SELECT count(*) FROM {table} WHERE deleted_upstream_at IS NULL"
+            ).fetchone()[0]
+            for table in MIRROR_TABLES
+        }
+
+    def product_counts(self) -> list[Row]:
+        """Per product: its name and how many tests, bugs and features the mirror holds."""
+        return self.query(
+            "SELECT p.id AS product_id, p.name, "
+            "(SELECT count(*) FROM tests t WHERE t.product_id = p.id) AS tests, "
+            "(SELECT count(*) FROM bugs b WHERE b.product_id = p.id) AS bugs, "
+            "(SELECT count(*) FROM features f WHERE f.product_id = p.id) AS features "
+            "FROM products p ORDER BY p.id"
+        )
+
+    def total_changes(self) -> int:
+        """SQLite's count of rows changed through this connection (for tests and dry runs)."""
+        return self.conn.total_changes
+
+    # -- whole-mirror operations (nuke) ---------------------------------------------------
+
+    def copy_history_from(self, other: Path) -> None:
+        """Copy another mirror's ``sync_runs`` into this (new, empty) one: the audit trail."""
+        self._write("ATTACH DATABASE ? AS previous", (str(other),))
+        try:
+            with self.transaction():
+                self._write("INSERT INTO sync_runs SELECT * FROM previous.sync_runs ORDER BY id")
+        finally:
+            self._write("DETACH DATABASE previous")
+
+    def replace_products(self, aside: Path, product_ids: Sequence[int]) -> None:
+        """Swap in the rebuilt tests, bugs and features of some products, in one transaction.
+
+        ``aside`` is a mirror that holds exactly those products, freshly read. Every other
+        product, and every table a user made, stays as it is.
+        """
+        marks = ",".join("?" * len(product_ids))
+        ids = tuple(product_ids)
+        self._write("ATTACH DATABASE ? AS aside", (str(aside),))
+        try:
+            with self.transaction():
+                for table in ("bugs", "tests", "features", "product_state", "unreadable"):
+                    key = "product_id"
+                    self._write(f"DELETE FROM {table} WHERE {key} IN ({marks})", ids)
+                for table in ("tests", "bugs", "features"):
+                    extra = ("bugs_read_at",) if table == "tests" else ()
+                    cols = ", ".join((*COLUMNS[table], *extra, "deleted_upstream_at"))
+                    self._write(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM aside.{table}")
+                cols = ", ".join(COLUMNS["products"])
+                updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS["products"][1:])
+                self._write(
+                    f"INSERT INTO products ({cols}) SELECT {cols} FROM aside.products WHERE true "
+                    f"ON CONFLICT(id) DO UPDATE SET {updates}, deleted_upstream_at = NULL"
+                )
+                self._write("INSERT INTO product_state SELECT * FROM aside.product_state")
+        finally:
+            self._write("DETACH DATABASE aside")
