@@ -31,7 +31,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import backups, frames
+from . import backups
 from .backups import NukePlan
 from .client import ClientOptions, TestIOClient
 from .config import Settings, parse_product_ids
@@ -47,6 +47,8 @@ from .sync import Mode, Plan, run_plan, select_products
 if TYPE_CHECKING:
     import pandas as pd
     import sqlite_utils
+
+    from . import frames
 
     from .sandbox import Sandbox
 
@@ -476,10 +478,12 @@ class Mirror:
         Entries are marked resolved as their records are read. Returns None when nothing
         waits for a retry.
         """
-        open_entries = frames.unreadable(self.path)
-        if open_entries.empty:
+        if not self.path.exists():
             return None
-        ids = sorted({int(pid) for pid in open_entries["product_id"]})
+        with Store.open_read_only(self.path) as store:
+            ids = sorted({int(entry["product_id"]) for entry in store.open_unreadable()})
+        if not ids:
+            return None
         return self.sync(products=ids, progress=progress)
 
     def clear_unreadable(self, products: Products = None) -> int:
@@ -515,6 +519,8 @@ class Mirror:
 
     def products(self, *, include_deleted: bool = False) -> pd.DataFrame:
         """Products: id, name, type, sectioned, tests (count), synced_at, ..."""
+        from . import frames
+
         return frames.products(self.path, include_deleted=include_deleted)
 
     def tests(
@@ -527,6 +533,8 @@ class Mirror:
     ) -> pd.DataFrame:
         """Tests: id, product_id, product, title, status, testing_type, start_at, end_at,
         created_at, bugs (count) and any column you added."""
+        from . import frames
+
         return frames.tests(
             self.path, product=product, status=status, since=since, include_deleted=include_deleted
         )
@@ -542,6 +550,8 @@ class Mirror:
         include_deleted: bool = False,
     ) -> pd.DataFrame:
         """Bugs with their test's title and end and their product's name."""
+        from . import frames
+
         return frames.bugs(
             self.path,
             product=product,
@@ -554,14 +564,20 @@ class Mirror:
 
     def features(self, product: frames.Filter = None) -> pd.DataFrame:
         """Features: id, product_id, section_id, title, description, howtofind, user_stories."""
+        from . import frames
+
         return frames.features(self.path, product=product)
 
     def runs(self) -> pd.DataFrame:
         """The run history: mode, status, started_at, ended_at, seconds, requests, counts."""
+        from . import frames
+
         return frames.runs(self.path)
 
     def unreadable(self, *, include_resolved: bool = False) -> pd.DataFrame:
         """Records the service could not serve: product, kind, position, neighbours, tries."""
+        from . import frames
+
         return frames.unreadable(self.path, include_resolved=include_resolved)
 
     @property

@@ -60,8 +60,8 @@ class WriterLock:
             self._lock.acquire()
         except Timeout:
             raise SyncInProgress(
-                f"{describe_holder(self.db_path)} is writing to {self.db_path}; wait for it to "
-                "finish (or pass wait=True)",
+                f"a sync is running: {describe_holder(self.db_path)} is writing to "
+                f"{self.db_path}; wait for it to finish (or pass wait=True / --wait)",
                 path=str(self.db_path),
             ) from None
         except OSError as exc:

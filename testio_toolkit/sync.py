@@ -385,10 +385,13 @@ class Engine:
                 item = await self.client.test(test_id)
             except NotFound:
                 if mark_missing:
+                    # Gone upstream, and its bugs with it.
                     with self.store.transaction():
                         run.report.tests.marked_gone += self.store.mark_gone(
                             "tests", [test_id], self.now
                         )
+                        bugs = self.store.bug_ids_of_tests([test_id])
+                        run.report.bugs.marked_gone += self.store.mark_gone("bugs", bugs, self.now)
                 return
             except ServiceError as exc:
                 self._log(run, "test", record_id=test_id, error=str(exc))

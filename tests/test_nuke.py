@@ -1,0 +1,283 @@
+"""nuke() and `sync --nuke`: confirmed, atomic, reversible rebuilds."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import testio_toolkit as tt
+from testio_toolkit.backups import NukePlan
+from testio_toolkit.errors import RebuildFailed, SyncInProgress
+from testio_toolkit.sandbox import Sandbox
+
+from .conftest import assert_mirror_equals_truth, cli_env, make_mirror, run_cli
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def dump(path: Path) -> dict[str, Any]:
+    """Every table's schema and rows, to compare two databases by content."""
+    conn = sqlite3.connect(path)
+    try:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
+        return {
+            table: (
+                [col[1] for col in conn.execute(f"PRAGMA table_info({table})")],
+                sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr),
+            )
+            for table in tables
+        }
+    finally:
+        conn.close()
+
+
+def columns(path: Path, table: str) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [col[1] for col in conn.execute(f"PRAGMA table_info({table})")]
+    finally:
+        conn.close()
+
+
+def add_note(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE tests ADD COLUMN csm_note TEXT")
+    conn.execute("UPDATE tests SET csm_note = 'keep me'")
+    conn.execute("CREATE TABLE my_tags (test_id INTEGER, tag TEXT)")
+    conn.execute("INSERT INTO my_tags VALUES (1, 'vip')")
+    conn.commit()
+    conn.close()
+
+
+def test_nuke_yes_rebuilds_from_scratch_keeps_a_backup_and_restore_brings_it_back(
+    sandbox: Sandbox, db_path: Path
+) -> None:
+    env = cli_env(sandbox, db_path)
+    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    add_note(db_path)
+    sandbox.delete_tests(sorted(sandbox.truth().tests)[:2])
+    assert run_cli("sync", "--force", "--no-progress", env=env).returncode == 0
+    before = dump(db_path)
+
+    nuked = run_cli("sync", "--nuke", "--yes", "--no-progress", env=env)
+
+    assert nuked.returncode == 0, nuked.stderr
+    assert "csm_note" not in columns(db_path, "tests")
+    assert "my_tags" not in dump(db_path)
+    conn = sqlite3.connect(db_path)
+    marked = conn.execute(
+        "SELECT count(*) FROM tests WHERE deleted_upstream_at IS NOT NULL"
+    ).fetchone()[0]
+    history = conn.execute("SELECT mode FROM sync_runs ORDER BY id").fetchall()
+    conn.close()
+    assert marked == 0
+    assert history == [("sync",), ("refresh",), ("nuke",)]
+    assert_mirror_equals_truth(db_path, sandbox)
+    backups = sorted(db_path.parent.glob("mirror.backup-*.db"))
+    assert len(backups) == 1
+    assert dump(backups[0]) == before
+    assert "Previous database kept as" in nuked.stdout
+
+    restored = run_cli("restore", env=env)
+
+    assert restored.returncode == 0, restored.stderr
+    assert dump(db_path) == before
+
+
+def test_force_and_nuke_together_is_a_usage_error_that_touches_nothing(
+    sandbox: Sandbox, db_path: Path
+) -> None:
+    env = cli_env(sandbox, db_path)
+    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    before = digest(db_path)
+
+    result = run_cli("sync", "--force", "--nuke", "--yes", env=env)
+
+    assert result.returncode == 2
+    assert "--force" in result.stderr
+    assert "--nuke" in result.stderr
+    assert digest(db_path) == before
+
+
+def test_nuke_without_terminal_or_yes_refuses_and_changes_nothing(
+    sandbox: Sandbox, db_path: Path
+) -> None:
+    env = cli_env(sandbox, db_path)
+    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    before = digest(db_path)
+    sandbox.reset_counters()
+
+    result = run_cli("sync", "--nuke", env=env)
+
+    assert result.returncode == 1
+    assert "--yes" in result.stderr
+    assert digest(db_path) == before
+    assert not list(db_path.parent.glob("*.backup-*"))
+
+
+def test_nuke_without_confirm_returns_the_plan_and_changes_nothing(
+    mirror: tt.Mirror, db_path: Path
+) -> None:
+    mirror.sync()
+    before = digest(db_path)
+
+    plan = mirror.nuke()
+
+    assert isinstance(plan, NukePlan)
+    assert plan.table_counts["tests"] == len(mirror.tests())
+    assert str(db_path) in repr(plan)
+    assert "backup" in "\n".join(plan.lines()).lower()
+    assert digest(db_path) == before
+
+
+def test_dry_run_nuke_shows_the_plan_only(sandbox: Sandbox, db_path: Path) -> None:
+    env = cli_env(sandbox, db_path)
+    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    before = digest(db_path)
+
+    result = run_cli("sync", "--nuke", "--dry-run", env=env)
+
+    assert result.returncode == 0
+    assert "Thrown away" in result.stdout
+    assert digest(db_path) == before
+
+
+def test_a_failing_rebuild_leaves_the_database_exactly_as_it_was(
+    mirror: tt.Mirror, sandbox: Sandbox, db_path: Path
+) -> None:
+    mirror.sync()
+    before, inode = dump(db_path), db_path.stat().st_ino
+    sandbox.set_faults(fail_after=8)  # every request after the first 8 answers 503
+
+    with pytest.raises(RebuildFailed, match="left exactly as it was"):
+        mirror.nuke(confirm=True)
+
+    assert dump(db_path) == before
+    assert db_path.stat().st_ino == inode
+    assert not list(db_path.parent.glob("*.rebuild-*"))
+    assert not list(db_path.parent.glob("*.backup-*"))
+
+
+def test_a_nuke_killed_part_way_leaves_the_database_intact(
+    sandbox: Sandbox, db_path: Path
+) -> None:
+    env = cli_env(sandbox, db_path)
+    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    before, inode = dump(db_path), db_path.stat().st_ino
+    sandbox.set_faults(latency_ms=150)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "testio_toolkit", "sync", "--nuke", "--yes", "--no-progress"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not list(db_path.parent.glob("*.rebuild-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # well inside the rebuild
+    proc.kill()
+    proc.wait(timeout=10)
+    sandbox.clear_faults()
+
+    assert dump(db_path) == before
+    assert db_path.stat().st_ino == inode
+    # The next run cleans the half-built file up and proceeds.
+    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    assert not list(db_path.parent.glob("*.rebuild-*"))
+
+
+def test_per_product_nuke_rebuilds_that_product_only(
+    mirror: tt.Mirror, sandbox: Sandbox, db_path: Path
+) -> None:
+    mirror.sync()
+    add_note(db_path)
+    products = sorted(sandbox.truth().products)
+    target, others = products[0], products[1:]
+    gone = next(t for t, p in sandbox.truth().product_of_test.items() if p == target)
+    sandbox.delete_tests([gone])
+    mirror.refresh()  # marks `gone`
+    before = dump(db_path)
+
+    result = mirror.nuke(products=[target], confirm=True)
+
+    assert isinstance(result, tt.SyncResult) and result.ok
+    after = dump(db_path)
+    assert after["my_tags"] == before["my_tags"]
+    conn = sqlite3.connect(db_path)
+    notes = dict(conn.execute("SELECT product_id, count(csm_note) FROM tests GROUP BY product_id"))
+    still_there = conn.execute("SELECT count(*) FROM tests WHERE id = ?", (gone,)).fetchone()[0]
+    conn.close()
+    assert notes[target] == 0  # rebuilt: local columns of its rows start empty
+    for product_id in others:
+        assert notes[product_id] > 0
+    assert still_there == 0
+    old = sqlite3.connect(result.backup_path or "")
+    assert old.execute("SELECT count(*) FROM tests WHERE id = ?", (gone,)).fetchone()[0] == 1
+    old.close()
+    assert_mirror_equals_truth(db_path, sandbox)
+    for table in ("tests", "bugs"):
+        rows_before = [r for r in before[table][1] if r[2 if table == "bugs" else 1] != target]
+        rows_after = [r for r in after[table][1] if r[2 if table == "bugs" else 1] != target]
+        assert rows_after == rows_before
+
+
+def test_a_second_process_cannot_sync_while_a_nuke_runs(
+    sandbox: Sandbox, db_path: Path
+) -> None:
+    env = cli_env(sandbox, db_path)
+    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    sandbox.set_faults(latency_ms=1500)  # the nuke outlasts the second process's start-up
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "testio_toolkit", "sync", "--nuke", "--yes", "--no-progress"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not list(db_path.parent.glob("*.rebuild-*")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        second = run_cli("sync", "--no-progress", env=env)
+
+        assert second.returncode == 1
+        assert "a sync is running" in second.stderr
+        assert "nuke" in second.stderr
+        with pytest.raises(SyncInProgress):
+            make_mirror(sandbox, db_path).sync()
+    finally:
+        sandbox.clear_faults()
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
+
+
+def test_restore_without_backup_is_a_clear_error(sandbox: Sandbox, db_path: Path) -> None:
+    env = cli_env(sandbox, db_path)
+    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+
+    result = run_cli("restore", env=env)
+
+    assert result.returncode == 1
+    assert "no backup" in result.stderr
+
+
+def test_readers_see_the_new_database_after_a_nuke(mirror: tt.Mirror, sandbox: Sandbox) -> None:
+    mirror.sync()
+    gone = sorted(sandbox.truth().tests)[:3]
+    sandbox.delete_tests(gone)
+    mirror.refresh()
+    assert set(gone) <= set(mirror.tests(include_deleted=True)["id"])
+
+    mirror.nuke(confirm=True)
+
+    assert not set(gone) & set(mirror.tests(include_deleted=True)["id"])
