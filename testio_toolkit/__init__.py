@@ -122,6 +122,27 @@ def panel(mirror: Mirror | None = None) -> Panel:
     return Panel(mirror or default_mirror())
 
 
+def sync_button(mirror: Mirror | None = None) -> Any:
+    """A single Sync button with progress and summary: ``tt.sync_button()``."""
+    from . import widgets
+
+    return widgets.sync_button(mirror or default_mirror())
+
+
+def refresh_button(mirror: Mirror | None = None) -> Any:
+    """A single Refresh button with progress and summary: ``tt.refresh_button()``."""
+    from . import widgets
+
+    return widgets.refresh_button(mirror or default_mirror())
+
+
+def nuke_button(mirror: Mirror | None = None) -> Any:
+    """A Nuke... button that shows the plan and asks for the word first: ``tt.nuke_button()``."""
+    from . import widgets
+
+    return widgets.nuke_button(mirror or default_mirror())
+
+
 def __getattr__(name: str) -> sqlite_utils.Database:
     # `tt.db` is computed on each access, so it always opens the database now in place.
     if name == "db":
@@ -144,14 +165,17 @@ __all__ = [
     "configure",
     "features",
     "nuke",
+    "nuke_button",
     "panel",
     "products",
     "refresh",
+    "refresh_button",
     "restore",
     "retry_unreadable",
     "runs",
     "status",
     "sync",
+    "sync_button",
     "tests",
     "unreadable",
 ]

@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     import sqlite_utils
 
     from . import frames
-
     from .sandbox import Sandbox
 
 Products = int | Iterable[int] | str | None
@@ -148,6 +147,9 @@ class Mirror:
             token=token, base_url=base_url, db_path=db_path, product_ids=_ids(products)
         )
         self.settings = settings.with_(sandbox_preset=sandbox_preset)
+        if settings.db_path_is_default:
+            # The per-user data folder is ours; a folder the user named is not.
+            settings.db_path.parent.mkdir(parents=True, exist_ok=True)
         self.keep_backups = keep_backups
         self.client_options = client_options or ClientOptions()
         self.progress = progress

@@ -103,6 +103,8 @@ class Settings:
     db_path: Path
     product_ids: tuple[int, ...] = ()
     sandbox_preset: str = "small"
+    # True when db_path is our default: then its folder is ours to create.
+    db_path_is_default: bool = False
     options: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -146,7 +148,13 @@ class Settings:
         else:
             path = Path(path_value).expanduser()
         ids = parse_product_ids(pick(product_ids, ENV_PRODUCT_IDS))
-        return cls(token=secret, base_url=url, db_path=path, product_ids=ids)
+        return cls(
+            token=secret,
+            base_url=url,
+            db_path=path,
+            product_ids=ids,
+            db_path_is_default=path_value is None,
+        )
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed: ``settings.with_(db_path=Path("x.db"))``."""

@@ -74,8 +74,8 @@ def cli_env(sb: Sandbox, path: Path, **extra: str) -> dict[str, str]:
         TESTIO_CUSTOMER_API_TOKEN=sb.token,
         TESTIO_CUSTOMER_API_BASE_URL=sb.url,
         TESTIO_DB_PATH=str(path),
-        **extra,
     )
+    env.update(extra)
     return env
 
 

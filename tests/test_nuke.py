@@ -172,16 +172,17 @@ def test_a_failing_rebuild_leaves_the_database_exactly_as_it_was(
     assert not list(db_path.parent.glob("*.backup-*"))
 
 
-def test_a_nuke_killed_part_way_leaves_the_database_intact(
-    sandbox: Sandbox, db_path: Path
-) -> None:
+def test_a_nuke_killed_part_way_leaves_the_database_intact(sandbox: Sandbox, db_path: Path) -> None:
     env = cli_env(sandbox, db_path)
     assert run_cli("sync", "--no-progress", env=env).returncode == 0
     before, inode = dump(db_path), db_path.stat().st_ino
     sandbox.set_faults(latency_ms=150)
     proc = subprocess.Popen(
         [sys.executable, "-m", "testio_toolkit", "sync", "--nuke", "--yes", "--no-progress"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
     while not list(db_path.parent.glob("*.rebuild-*")) and time.monotonic() < deadline:
@@ -233,15 +234,16 @@ def test_per_product_nuke_rebuilds_that_product_only(
         assert rows_after == rows_before
 
 
-def test_a_second_process_cannot_sync_while_a_nuke_runs(
-    sandbox: Sandbox, db_path: Path
-) -> None:
+def test_a_second_process_cannot_sync_while_a_nuke_runs(sandbox: Sandbox, db_path: Path) -> None:
     env = cli_env(sandbox, db_path)
     assert run_cli("sync", "--no-progress", env=env).returncode == 0
     sandbox.set_faults(latency_ms=1500)  # the nuke outlasts the second process's start-up
     proc = subprocess.Popen(
         [sys.executable, "-m", "testio_toolkit", "sync", "--nuke", "--yes", "--no-progress"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 30

@@ -118,8 +118,9 @@ def test_force_refresh_keeps_local_state_and_applies_every_upstream_change(
     frame = tt.Mirror(db_path, token=sandbox.token, base_url=sandbox.url).tests()
     assert not set(change["deleted"]) & set(frame["id"])
     assert set(change["deleted"]) <= set(
-        tt.Mirror(db_path, token=sandbox.token, base_url=sandbox.url)
-        .tests(include_deleted=True)["id"]
+        tt.Mirror(db_path, token=sandbox.token, base_url=sandbox.url).tests(include_deleted=True)[
+            "id"
+        ]
     )
 
 

@@ -97,7 +97,8 @@ def test_sync_picks_up_new_tests_and_a_status_change(sandbox: Sandbox, db_path: 
     truth = sandbox.truth()
     product_id = next(iter(truth.products))
     running = next(
-        t for t, v in truth.tests.items()
+        t
+        for t, v in truth.tests.items()
         if v["status"] == "running" and truth.product_of_test[t] != product_id
     )
     new_ids = sandbox.add_tests(product_id, count=30)
@@ -153,7 +154,9 @@ def test_since_limits_the_work(sandbox: Sandbox, db_path: Path) -> None:
     conn = sqlite3.connect(db_path)
     stored = {row[0]: row[1] for row in conn.execute("SELECT id, end_at FROM tests")}
     conn.close()
-    expected = {t for t, v in truth.tests.items() if (to_utc(v["end_at"]) or "") >= f"{since}T00:00:00Z"}
+    expected = {
+        t for t, v in truth.tests.items() if (to_utc(v["end_at"]) or "") >= f"{since}T00:00:00Z"
+    }
     assert set(stored) == expected
 
 

@@ -1,0 +1,183 @@
+"""The command line as a user meets it: the sandbox default, status, and bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from testio_toolkit.sandbox import Sandbox
+
+from .conftest import cli_env, run_cli
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_sync_without_a_token_uses_the_sandbox_and_its_own_database(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
+    env["XDG_DATA_HOME"] = str(tmp_path)
+
+    result = run_cli("sync", "--no-progress", env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert "SANDBOX" in result.stderr
+    assert "SANDBOX DATA" in result.stdout
+    database = tmp_path / "testio-toolkit" / "sandbox.db"
+    assert database.exists()
+    status = run_cli("status", env=env)
+    assert "SANDBOX" in status.stdout
+    assert "150 tests" in status.stdout
+
+
+def test_python_dash_m_and_the_console_script_are_the_same_cli() -> None:
+    import subprocess
+
+    script = subprocess.run(
+        ["testio-toolkit", "--help"], capture_output=True, text=True, check=False
+    )
+    module = run_cli("--help", env=dict(os.environ))
+    assert script.returncode == module.returncode == 0
+    assert script.stdout == module.stdout
+
+
+def test_status_reports_counts_and_last_runs_and_writes_nothing(
+    sandbox: Sandbox, db_path: Path
+) -> None:
+    env = cli_env(sandbox, db_path)
+    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    before = digest(db_path)
+
+    result = run_cli("status", env=env)
+
+    assert result.returncode == 0
+    assert str(db_path) in result.stdout
+    assert "last sync:    success" in result.stdout
+    assert "last refresh: never" in result.stdout
+    assert digest(db_path) == before
+
+
+def test_a_wrong_token_is_refused_clearly_without_printing_it(
+    sandbox: Sandbox, db_path: Path
+) -> None:
+    env = cli_env(sandbox, db_path)
+    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    before = digest(db_path)
+    env["TESTIO_CUSTOMER_API_TOKEN"] = "wrong-token-s3cr3t"
+
+    result = run_cli("sync", "--no-progress", env=env)
+
+    assert result.returncode == 1
+    assert "refused the API token" in result.stderr
+    assert "wrong-token-s3cr3t" not in result.stdout + result.stderr
+    assert digest(db_path) == before
+
+
+def test_a_wrong_token_on_a_first_run_creates_no_database(sandbox: Sandbox, db_path: Path) -> None:
+    env = cli_env(sandbox, db_path, TESTIO_CUSTOMER_API_TOKEN="nope")
+
+    result = run_cli("sync", "--no-progress", env=env)
+
+    assert result.returncode == 1
+    assert not db_path.exists()
+
+
+def test_an_unknown_product_id_is_named_and_changes_nothing(
+    sandbox: Sandbox, db_path: Path
+) -> None:
+    env = cli_env(sandbox, db_path)
+    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    before = digest(db_path)
+
+    result = run_cli("sync", "--product", "424242", env=env)
+
+    assert result.returncode == 1
+    assert "unknown product id 424242" in result.stderr
+    assert digest(db_path) == before
+
+
+@pytest.mark.parametrize("since", ["yesterday", "2025-02-30", "30x", "-5d"])
+def test_a_malformed_since_is_a_usage_error(sandbox: Sandbox, db_path: Path, since: str) -> None:
+    result = run_cli("sync", "--since", since, env=cli_env(sandbox, db_path))
+
+    assert result.returncode == 2
+    assert "is not a date" in result.stderr
+    assert not db_path.exists()
+
+
+def test_a_database_in_a_missing_folder_is_refused(sandbox: Sandbox, tmp_path: Path) -> None:
+    path = tmp_path / "no" / "such" / "folder" / "m.db"
+
+    result = run_cli("sync", env=cli_env(sandbox, path))
+
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr
+    assert not (tmp_path / "no").exists()
+
+
+def test_a_database_in_a_folder_that_cannot_be_written_is_refused(sandbox: Sandbox) -> None:
+    # /proc refuses new files even to root, which CI runs as.
+    result = run_cli("sync", "--no-progress", env=cli_env(sandbox, Path("/proc/testio.db")))
+
+    assert result.returncode == 1
+    assert "/proc" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_file_that_is_not_sqlite_is_never_overwritten(sandbox: Sandbox, db_path: Path) -> None:
+    db_path.write_text("name,notes\nimportant,spreadsheet\n")
+    before = digest(db_path)
+
+    result = run_cli("sync", "--no-progress", env=cli_env(sandbox, db_path))
+
+    assert result.returncode == 1
+    assert "not a SQLite database" in result.stderr
+    assert str(db_path) in result.stderr
+    assert digest(db_path) == before
+
+
+def test_a_sqlite_file_of_another_program_is_never_written(sandbox: Sandbox, db_path: Path) -> None:
+    conn = sqlite3.connect(db_path)
+    conn.execute("CREATE TABLE invoices (id INTEGER, amount REAL)")
+    conn.commit()
+    conn.close()
+    before = digest(db_path)
+
+    result = run_cli("sync", "--no-progress", env=cli_env(sandbox, db_path))
+
+    assert result.returncode == 1
+    assert "another program" in result.stderr
+    assert digest(db_path) == before
+
+
+def test_sandbox_data_never_goes_into_a_real_accounts_database(
+    sandbox: Sandbox, db_path: Path
+) -> None:
+    env = cli_env(sandbox, db_path)
+    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    before = digest(db_path)
+    del env["TESTIO_CUSTOMER_API_TOKEN"]  # forgot the token: the bundled sandbox answers
+
+    result = run_cli("sync", "--no-progress", env=env)
+
+    assert result.returncode == 2
+    assert "mirrors" in result.stderr
+    assert digest(db_path) == before
+
+
+def test_every_command_documents_itself_with_an_example() -> None:
+    from testio_toolkit.cli import cli
+
+    def commands(group: object, prefix: str = "") -> list[tuple[str, object]]:
+        found = []
+        for name, command in getattr(group, "commands", {}).items():
+            found.append((prefix + name, command))
+            found += commands(command, prefix + name + " ")
+        return found
+
+    for name, command in commands(cli):
+        assert "Example:" in (command.help or ""), f"`{name}` has no example in its help"  # type: ignore[attr-defined]
