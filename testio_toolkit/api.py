@@ -42,7 +42,7 @@ from .results import ProgressCallback, SyncResult
 from .rows import parse_since
 from .runner import run_blocking
 from .store import Store, check_database_file
-from .sync import Mode, Plan, run_plan, select_products
+from .sync import Mode, Plan, count_request, run_plan, select_products
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -178,11 +178,11 @@ class Mirror:
     def _client(self) -> TestIOClient:
         if self.sandbox:
             sandbox = bundled_sandbox(self.settings.sandbox_preset)
-            return TestIOClient(sandbox.url, sandbox.token, self.client_options)
-        assert self.settings.token is not None
-        return TestIOClient(
-            self.settings.base_url, self.settings.token.reveal(), self.client_options
-        )
+            url, token = sandbox.url, sandbox.token
+        else:
+            assert self.settings.token is not None
+            url, token = self.settings.base_url, self.settings.token.reveal()
+        return TestIOClient(url, token, self.client_options, on_request=count_request)
 
     def _plan(self, mode: Mode, products: Products, since: Since, dry_run: bool) -> Plan:
         ids = _ids(products) or self.settings.product_ids

@@ -391,8 +391,11 @@ class TestIOClient:
         options: ClientOptions | None = None,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        on_request: Callable[[str], None] | None = None,
     ) -> None:
         self.options = options or ClientOptions()
+        # Called with the endpoint kind for every request sent (the engine counts per product).
+        self._on_request = on_request
         self.base_url = normalise_base_url(base_url)
         self.stats = RequestStats()
         limit = self.options.concurrency
@@ -629,6 +632,8 @@ class TestIOClient:
                 self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
                 self.stats.requests += 1
                 self.stats.by_endpoint[kind] += 1
+                if self._on_request is not None:
+                    self._on_request(kind)
                 try:
                     return await self._http.get(path, params=params)
                 finally:

@@ -60,6 +60,13 @@ current_report: contextvars.ContextVar[ProductReport | None] = contextvars.Conte
 )
 
 
+def count_request(kind: str) -> None:
+    """The client's ``on_request`` hook: charge the request to the product being read."""
+    report = current_report.get()
+    if report is not None:
+        report.requests += 1
+
+
 @dataclass(frozen=True)
 class Plan:
     """What to do: the mode, an optional product filter and date limit, dry run or not."""
@@ -591,4 +598,4 @@ def _unwrap(group: BaseExceptionGroup[Any]) -> BaseException:
     return first
 
 
-__all__ = ["Engine", "PageRead", "Plan", "run_plan", "select_products"]
+__all__ = ["Engine", "PageRead", "Plan", "count_request", "run_plan", "select_products"]

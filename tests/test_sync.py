@@ -89,6 +89,8 @@ def test_second_sync_rewrites_nothing_and_makes_only_the_expected_requests(
     assert counters["exploratory_tests"] == len(truth.products)
     assert counters["exploratory_test"] == expected_details
     assert counters["bugs"] == expected_bug_requests
+    # Every request is charged to its product, but the one `products` call of the run.
+    assert sum(r.requests for r in result.products) + 1 == result.requests == sandbox.requests_total
 
 
 def test_sync_picks_up_new_tests_and_a_status_change(sandbox: Sandbox, db_path: Path) -> None:
