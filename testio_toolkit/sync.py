@@ -280,8 +280,12 @@ class Engine:
                 if read.ended:
                     run.listing_complete = True
                     return
-                stop_known = not run.full_read and known_in_a_row >= STOP_AFTER_KNOWN
-                if stop_known or older:
+                if older:
+                    # Past the `since` limit: the window is read completely (the list is
+                    # sorted by end_at), which is all a since-limited run may judge.
+                    run.listing_complete = True
+                    return
+                if not run.full_read and known_in_a_row >= STOP_AFTER_KNOWN:
                     return
                 page += 1
         finally:

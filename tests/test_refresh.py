@@ -188,16 +188,22 @@ def test_refresh_since_marks_nothing_outside_its_window(sandbox: Sandbox, db_pat
     mirror.sync()
     truth = sandbox.truth()
     ordered = sorted(truth.tests, key=lambda t: to_utc(truth.tests[t]["end_at"]) or "")
-    old, recent = ordered[0], ordered[-5]
     since = (to_utc(truth.tests[ordered[len(ordered) // 2]]["end_at"]) or "")[:10]
-    sandbox.delete_tests([old, recent])
+    old, recent = [], []
+    for product_id in truth.products:  # one deletion on each side of the window per product
+        ids = sorted_test_ids(sandbox, product_id)
+        recent.append(ids[2])
+        old.append(ids[-1])
+    assert all((to_utc(truth.tests[t]["end_at"]) or "") >= since for t in recent)
+    assert all((to_utc(truth.tests[t]["end_at"]) or "") < since for t in old)
+    sandbox.delete_tests(old + recent)
 
     result = mirror.refresh(since=since)
 
-    assert result.tests.marked_gone == 1
+    assert result.tests.marked_gone == len(recent)
     tests = table_rows(db_path, "tests")
-    assert tests[recent]["deleted_upstream_at"] is not None
-    assert tests[old]["deleted_upstream_at"] is None
+    assert all(tests[t]["deleted_upstream_at"] is not None for t in recent)
+    assert all(tests[t]["deleted_upstream_at"] is None for t in old)
 
 
 @pytest.mark.parametrize(
