@@ -1,0 +1,244 @@
+"""The sandbox object: a simulated TestIO account served on 127.0.0.1.
+
+Usage::
+
+    >>> from testio_toolkit.sandbox import Sandbox
+    >>> with Sandbox(preset="small", seed=0) as sb:
+    ...     sb.url
+    'http://127.0.0.1:54321/customer/v2'
+
+It ties the generated account (:mod:`.state`), the fault switches (:mod:`.faults`) and
+the HTTP server (:mod:`.server`) together, and offers the upstream changes a test needs
+to simulate an account that moves between two syncs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
+from .faults import FaultPlanner, Faults
+from .presets import PRESETS, Preset
+from .server import PREFIX, SandboxServer, Stats
+from .state import Truth, World
+
+__all__ = ["Sandbox"]
+
+
+class Sandbox:
+    """A faithful simulator of the TestIO Customer API over real HTTP.
+
+    :param preset: ``"small"``, ``"medium"``, ``"large"`` (see ``PRESETS``) or a Preset.
+    :param seed: the same preset and seed always give the same data.
+    :param port: 0 picks a free port.
+    :param latency_ms: added to every request (sets ``faults.latency_ms``).
+    :param faults: initial fault switches; the object is used as given, not copied.
+    :param token: the only token accepted (``Authorization: Token <token>``).
+    """
+
+    def __init__(
+        self,
+        preset: str | Preset = "small",
+        seed: int = 0,
+        port: int = 0,
+        latency_ms: float = 0.0,
+        faults: Faults | None = None,
+        token: str = "sandbox-token",
+    ) -> None:
+        if isinstance(preset, str):
+            if preset not in PRESETS:
+                raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+            self.preset_name = preset
+            preset = PRESETS[preset]
+        else:
+            self.preset_name = "custom"
+        self.preset = preset
+        self.seed = seed
+        self.token = token
+        self._port = port
+        self._latency_ms = latency_ms
+        faults = faults if faults is not None else Faults()
+        if latency_ms:
+            faults.latency_ms = latency_ms
+        self._planner = FaultPlanner(faults)
+        self._stats = Stats()
+        self._world = World(preset, seed)
+        self._server: SandboxServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        where = self.url if self._server else "stopped"
+        return f"<Sandbox {self.preset_name} seed={self.seed} {where}>"
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> Sandbox:
+        """Start serving on a daemon thread; returns self."""
+        if self._server is None:
+            server = SandboxServer(
+                ("127.0.0.1", self._port), self._world, self._planner, self.token, self._stats
+            )
+            self._thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"testio-sandbox:{server.server_address[1]}",
+                daemon=True,
+            )
+            self._server = server
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close every connection; requests that sleep are woken."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._server = self._thread = None
+        server.shutdown()
+        server.close_all()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def serve_forever(self) -> None:
+        """Serve until KeyboardInterrupt (for a command line)."""
+        self.start()
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The port served on (known once started, or when given)."""
+        if self._server is not None:
+            return int(self._server.server_address[1])
+        if self._port:
+            return self._port
+        raise RuntimeError("the sandbox is not started")
+
+    @property
+    def url(self) -> str:
+        """Base URL with the API's path prefix; endpoints are relative to it."""
+        return f"http://127.0.0.1:{self.port}{PREFIX.rstrip('/')}"
+
+    # -- faults ----------------------------------------------------------------------
+
+    @property
+    def faults(self) -> Faults:
+        """The live fault switches; edits apply from the next request."""
+        return self._planner.faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        self._planner.faults = faults
+
+    def set_faults(self, **switches: Any) -> None:
+        """Set several fault switches at once: ``sb.set_faults(error_rate=0.1)``."""
+        names = Faults.switch_names()
+        unknown = sorted(set(switches) - set(names))
+        if unknown:
+            raise TypeError(f"unknown fault switches: {unknown}")
+        for name, value in switches.items():
+            setattr(self.faults, name, value)
+
+    def clear_faults(self) -> None:
+        """Turn every fault off; latency returns to the constructor's ``latency_ms``."""
+        defaults = Faults()
+        defaults.latency_ms = self._latency_ms
+        for name in Faults.switch_names():
+            setattr(self.faults, name, getattr(defaults, name))
+        self._planner.restart()
+
+    # -- observation -----------------------------------------------------------------
+
+    @property
+    def counters(self) -> Counter[str]:
+        """Requests per endpoint kind since the last reset (a copy), faulted ones too."""
+        return self._stats.snapshot()
+
+    @property
+    def requests_total(self) -> int:
+        """Every request since the last reset, unknown paths and faulted ones included."""
+        return self._stats.total
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests handled at the same time since the last reset."""
+        return self._stats.max_in_flight
+
+    @property
+    def connections_total(self) -> int:
+        """TCP connections accepted since the last reset (keep-alive keeps this low)."""
+        return self._stats.connections
+
+    def reset_counters(self) -> None:
+        """Zero the counters, the total, the connection count and ``max_in_flight``."""
+        self._stats.reset()
+
+    def truth(self, product_ids: Iterable[int] | None = None) -> Truth:
+        """A deep-copied snapshot of everything served right now.
+
+        ``product_ids`` limits it to some products: a full snapshot of ``large`` takes
+        tens of seconds and over a gigabyte of memory.
+        """
+        return self._world.truth(product_ids)
+
+    # -- upstream changes ------------------------------------------------------------
+
+    def add_tests(self, product_id: int, count: int = 30, status: str = "running") -> list[int]:
+        """Add tests ending later than every existing one, each with 0-5 bugs.
+
+        They come first in the product's list; ids are returned oldest first.
+        """
+        return self._world.add_tests(product_id, count, status)
+
+    def update_test(self, test_id: int, **fields: Any) -> None:
+        """Change any fields of a test (``status="archived"``; ``end_at`` reorders)."""
+        self._world.update_test(test_id, fields)
+
+    def update_bug(self, bug_id: int, **fields: Any) -> None:
+        """Change any fields of a bug (``status="accepted"``)."""
+        self._world.update_bug(bug_id, fields)
+
+    def update_product(self, product_id: int, **fields: Any) -> None:
+        """Change fields of a product (``name="..."``)."""
+        self._world.update_product(product_id, fields)
+
+    def add_bugs(self, test_id: int, count: int = 4) -> list[int]:
+        """Add generated bugs to a test; returns their ids."""
+        return self._world.add_bugs(test_id, count)
+
+    def delete_tests(self, test_ids: list[int]) -> None:
+        """Delete tests with their bugs."""
+        self._world.delete_tests(list(test_ids))
+
+    def delete_bugs(self, bug_ids: list[int]) -> None:
+        """Delete bugs."""
+        self._world.delete_bugs(list(bug_ids))
+
+    def delete_product(self, product_id: int) -> None:
+        """Delete a product with its tests, bugs and features."""
+        self._world.delete_product(product_id)
+
+    def test_ids(self, product_id: int) -> list[int]:
+        """A product's test ids in list order, newest first (cheap, even on ``large``)."""
+        return self._world.test_ids(product_id)

@@ -1,0 +1,453 @@
+"""The sandbox account as it is now: generated data, upstream changes, serving caches.
+
+:class:`World` answers the server's questions with ready JSON bytes and applies the
+upstream changes a test asks for (new tests, status changes, deletions). Generated
+objects are rebuilt on demand from their skeletons; changes are kept as overrides on
+top (field patches, added bugs, deleted ids), so the ``large`` preset never has to hold
+every object. Encoded tests and bug lists are cached and each product's list order is
+computed once, then invalidated by the changes that affect it: the first full read of
+``medium`` costs the server a second or two of CPU, later ones a fraction of that.
+
+Every public method takes the lock, so changes and requests can interleave freely.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from . import data, objects
+from .data import Skeleton
+from .presets import Preset
+
+__all__ = ["Broken", "SectionRequired", "Truth", "Unknown", "World"]
+
+_FIRST_ADDED_BUG_ID = 90_000_000
+_V = TypeVar("_V")
+
+
+class Unknown(LookupError):
+    """No such product, section or test (the server answers 404)."""
+
+
+class Broken(Exception):
+    """A poisoned test lies in the requested window (the server answers 500)."""
+
+
+class SectionRequired(Exception):
+    """Features of a sectioned product were asked for without a section (422)."""
+
+
+@dataclass
+class Truth:
+    """What the sandbox serves right now, as deep copies; deleted objects are absent.
+
+    ``tests`` holds each test as the exploratory_tests list serves it (without
+    ``product``), in list order per product; ``section_of_feature`` is None for features
+    of unsectioned products.
+    """
+
+    products: dict[int, dict[str, Any]]
+    tests: dict[int, dict[str, Any]]
+    bugs: dict[int, dict[str, Any]]
+    features: dict[int, dict[str, Any]]
+    product_of_test: dict[int, int]
+    product_of_feature: dict[int, int]
+    section_of_feature: dict[int, int | None]
+
+
+class _Lru(Generic[_V]):
+    """A bounded cache keyed by test id."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[int, _V] = OrderedDict()
+
+    def get(self, key: int) -> _V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: int, value: _V) -> None:
+        self._items[key] = value
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+    def drop(self, key: int) -> None:
+        self._items.pop(key, None)
+
+
+def _envelope(key: str, items: list[bytes]) -> bytes:
+    return b'{"' + key.encode() + b'":[' + b",".join(items) + b"]}"
+
+
+class World:
+    """The mutable account behind one sandbox."""
+
+    def __init__(self, preset: Preset, seed: int) -> None:
+        self._lock = threading.RLock()
+        self._acc = data.generate_account(preset, seed)
+        self._seed = seed
+        self._by_product: dict[int, set[int]] = {pid: set() for pid in self._acc.products}
+        self._by_index: dict[int, int] = {}
+        for skeleton in self._acc.skeletons.values():
+            self._by_product[skeleton.product_id].add(skeleton.id)
+            self._by_index[skeleton.index] = skeleton.id
+        self._order: dict[int, list[int]] = {}
+        self._test_patch: dict[int, dict[str, Any]] = {}
+        self._bug_patch: dict[int, dict[str, Any]] = {}
+        self._deleted_bugs: set[int] = set()
+        self._added_bugs: dict[int, list[dict[str, Any]]] = {}
+        self._added_bug_test: dict[int, int] = {}
+        self._next_bug_id = _FIRST_ADDED_BUG_ID
+        # Tests with a changed, added or deleted bug: their bugs take the slow path.
+        self._bugs_changed: set[int] = set()
+        self._pools = objects.Pools(seed)
+        self._products_json: bytes | None = None
+        self._feature_json: dict[int, bytes] = {}
+        # Bounded so that reading all of `large` does not keep it all in memory.
+        self._parts_cache: _Lru[objects.TestParts] = _Lru(12_000)
+        self._test_json: _Lru[bytes] = _Lru(60_000)
+        self._bug_json: _Lru[bytes] = _Lru(8_000)
+
+    # -- building objects ------------------------------------------------------------
+
+    def _skeleton(self, test_id: int) -> Skeleton:
+        try:
+            return self._acc.skeletons[test_id]
+        except KeyError:
+            raise Unknown(f"test {test_id}") from None
+
+    def _parts(self, skeleton: Skeleton) -> objects.TestParts:
+        parts = self._parts_cache.get(skeleton.id)
+        if parts is None:
+            if skeleton.section_id is None:
+                ids = self._acc.product_features[skeleton.product_id] or []
+            else:
+                ids = self._acc.section_features.get(skeleton.section_id, [])
+            pool = [self._acc.features[f] for f in ids if f in self._acc.features]
+            parts = objects.test_parts(self._seed, skeleton, pool, self._feature_json)
+            self._parts_cache.put(skeleton.id, parts)
+        return parts
+
+    def _title(self, skeleton: Skeleton) -> str:
+        patch = self._test_patch.get(skeleton.id)
+        if patch and "title" in patch:
+            return str(patch["title"])
+        return self._parts(skeleton).title
+
+    def _test(self, test_id: int) -> dict[str, Any]:
+        """The test as the list serves it, as a fresh dict, changes applied."""
+        skeleton = self._skeleton(test_id)
+        head, body = objects.test_head(self._seed, skeleton, self._title(skeleton))
+        obj = objects.test_dict(self._pools, head, body, self._parts(skeleton))
+        patch = self._test_patch.get(test_id)
+        if patch:
+            obj.update(copy.deepcopy(patch))
+        return obj
+
+    def _bugs(self, test_id: int) -> list[dict[str, Any]]:
+        """The bugs of a test as fresh dicts, changes applied."""
+        skeleton = self._skeleton(test_id)
+        title = self._title(skeleton)
+        heads = objects.bug_heads(self._seed, skeleton, self._parts(skeleton).features)
+        generated = objects.bug_dicts(self._pools, heads, test_id, title)
+        if test_id not in self._bugs_changed:
+            return generated
+        bugs = []
+        for bug in generated + copy.deepcopy(self._added_bugs.get(test_id, [])):
+            if bug["id"] in self._deleted_bugs:
+                continue
+            bug["test"] = {"id": test_id, "title": title}
+            patch = self._bug_patch.get(bug["id"])
+            if patch:
+                bug.update(copy.deepcopy(patch))
+            bugs.append(bug)
+        return bugs
+
+    def _sorted(self, product_id: int) -> list[int]:
+        order = self._order.get(product_id)
+        if order is None:
+            skeletons = self._acc.skeletons
+            order = sorted(
+                self._by_product[product_id],
+                key=lambda t: (skeletons[t].sort_end, t),
+                reverse=True,
+            )
+            self._order[product_id] = order
+        return order
+
+    def _test_fragment(self, test_id: int) -> bytes:
+        fragment = self._test_json.get(test_id)
+        if fragment is None:
+            skeleton = self._skeleton(test_id)
+            if test_id in self._test_patch:
+                fragment = objects.encode(self._test(test_id))
+            else:
+                head, body = objects.test_head(self._seed, skeleton, self._title(skeleton))
+                fragment = objects.test_fragment(self._pools, head, body, self._parts(skeleton))
+            self._test_json.put(test_id, fragment)
+        return fragment
+
+    def _bug_fragment(self, test_id: int) -> bytes:
+        fragment = self._bug_json.get(test_id)
+        if fragment is None:
+            if test_id in self._bugs_changed:
+                fragment = b",".join(objects.encode(bug) for bug in self._bugs(test_id))
+            else:
+                skeleton = self._skeleton(test_id)
+                heads = objects.bug_heads(self._seed, skeleton, self._parts(skeleton).features)
+                title = self._title(skeleton)
+                fragment = objects.bug_fragment(self._pools, heads, test_id, title)
+            self._bug_json.put(test_id, fragment)
+        return fragment
+
+    def _product(self, product_id: int) -> dict[str, Any]:
+        try:
+            return self._acc.products[product_id]
+        except KeyError:
+            raise Unknown(f"product {product_id}") from None
+
+    # -- serving ---------------------------------------------------------------------
+
+    def products_json(self) -> bytes:
+        """Body of ``GET products``."""
+        with self._lock:
+            if self._products_json is None:
+                self._products_json = _envelope(
+                    "products", [objects.encode(p) for p in self._acc.products.values()]
+                )
+            return self._products_json
+
+    def product_json(self, product_id: int) -> bytes:
+        """Body of ``GET products/{id}``."""
+        with self._lock:
+            return objects.encode({"product": self._product(product_id)})
+
+    def tests_page_json(
+        self, product_id: int, page: int, per_page: int, poisoned: set[int]
+    ) -> bytes:
+        """Body of one ``exploratory_tests`` page; Broken if its window holds a poisoned test."""
+        with self._lock:
+            self._product(product_id)
+            window = self._sorted(product_id)[(page - 1) * per_page : page * per_page]
+            if poisoned and not poisoned.isdisjoint(window):
+                raise Broken(f"product {product_id} page {page}")
+            return _envelope("exploratory_tests", [self._test_fragment(t) for t in window])
+
+    def test_json(self, test_id: int, poisoned: set[int]) -> bytes:
+        """Body of ``GET exploratory_tests/{id}``: the list object plus ``product``."""
+        with self._lock:
+            skeleton = self._skeleton(test_id)
+            if test_id in poisoned:
+                raise Broken(f"test {test_id}")
+            obj = self._test(test_id)
+            product = self._acc.products[skeleton.product_id]
+            obj["product"] = {"id": product["id"], "name": product["name"]}
+            return objects.encode({"exploratory_test": obj})
+
+    def bugs_json(self, test_ids: list[int]) -> bytes:
+        """Body of ``GET bugs``: all bugs of the known tests among ``test_ids``."""
+        with self._lock:
+            parts = []
+            for test_id in dict.fromkeys(test_ids):
+                if test_id in self._acc.skeletons:
+                    fragment = self._bug_fragment(test_id)
+                    if fragment:
+                        parts.append(fragment)
+            return _envelope("bugs", parts)
+
+    def features_json(self, product_id: int, section_id: int | None) -> bytes:
+        """Body of a features endpoint; SectionRequired for a sectioned product without one."""
+        with self._lock:
+            product = self._product(product_id)
+            if section_id is None:
+                ids = self._acc.product_features[product_id]
+                if ids is None:
+                    raise SectionRequired(f"product {product_id} has sections")
+            else:
+                if all(s["id"] != section_id for s in product["sections_with_default"]):
+                    raise Unknown(f"section {section_id} of product {product_id}")
+                ids = self._acc.section_features.get(section_id, [])
+            known = self._acc.features
+            items = [objects.encode(known[f]) for f in ids if f in known]
+            return _envelope("features", items)
+
+    # -- upstream changes ------------------------------------------------------------
+
+    def _forget_test(self, test_id: int, product_id: int) -> None:
+        self._test_json.drop(test_id)
+        self._bug_json.drop(test_id)
+        self._order.pop(product_id, None)
+
+    def add_tests(self, product_id: int, count: int, status: str) -> list[int]:
+        """Add tests ending later than every existing test; return their ids, oldest first."""
+        with self._lock:
+            self._product(product_id)
+            # Later than every test of every product, and after "now" (running tests).
+            latest = max((s.sort_end for s in self._acc.skeletons.values()), default=data.ANCHOR)
+            after = max(latest, data.ANCHOR)
+            made = data.new_skeletons(self._acc, product_id, count, status, after)
+            for skeleton in made:
+                self._acc.skeletons[skeleton.id] = skeleton
+                self._by_product[product_id].add(skeleton.id)
+                self._by_index[skeleton.index] = skeleton.id
+            self._order.pop(product_id, None)
+            return [s.id for s in made]
+
+    def update_test(self, test_id: int, fields: dict[str, Any]) -> None:
+        """Change fields of a test as the service serves it."""
+        with self._lock:
+            skeleton = self._skeleton(test_id)
+            if "id" in fields or "product" in fields:
+                raise ValueError("a test's id and product cannot change")
+            if "end_at" in fields:
+                end_at = fields["end_at"]
+                # A test without end_at sorts last, like the oldest one.
+                skeleton.sort_end = float("-inf") if end_at is None else data.parse_time(end_at)
+            self._test_patch.setdefault(test_id, {}).update(copy.deepcopy(fields))
+            self._forget_test(test_id, skeleton.product_id)
+
+    def _bug_test(self, bug_id: int) -> int:
+        """The test a live bug belongs to; generated bug ids encode it."""
+        if bug_id in self._deleted_bugs:
+            raise Unknown(f"bug {bug_id}")
+        if bug_id in self._added_bug_test:
+            return self._added_bug_test[bug_id]
+        index, slot = divmod(bug_id - data.BUG_BASE, data.BUG_SLOTS)
+        test_id = self._by_index.get(index) if bug_id >= data.BUG_BASE else None
+        if test_id is None or slot >= self._acc.skeletons[test_id].n_bugs:
+            raise Unknown(f"bug {bug_id}")
+        return test_id
+
+    def update_bug(self, bug_id: int, fields: dict[str, Any]) -> None:
+        """Change fields of a bug as the service serves it."""
+        with self._lock:
+            if "id" in fields:
+                raise ValueError("a bug's id cannot change")
+            test_id = self._bug_test(bug_id)
+            self._bug_patch.setdefault(bug_id, {}).update(copy.deepcopy(fields))
+            self._bugs_changed.add(test_id)
+            self._bug_json.drop(test_id)
+
+    def add_bugs(self, test_id: int, count: int) -> list[int]:
+        """Add generated bugs to a test; return their ids."""
+        with self._lock:
+            skeleton = self._skeleton(test_id)
+            # Borrow the generator: the bugs of a test number no test has, renumbered.
+            template = copy.copy(skeleton)
+            features = self._parts(skeleton).features
+            heads: list[tuple[dict[str, Any], int]] = []
+            while len(heads) < count:
+                template.n_bugs = min(count - len(heads), data.MAX_BUGS)
+                borrowed = self._acc.rng.between(10**9, 2 * 10**9)
+                heads += objects.bug_heads(self._seed, template, features, index=borrowed)
+            ids = []
+            for bug in objects.bug_dicts(self._pools, heads, test_id, self._title(skeleton)):
+                bug["id"] = self._next_bug_id
+                self._next_bug_id += self._acc.rng.between(1, 5)
+                self._added_bugs.setdefault(test_id, []).append(bug)
+                self._added_bug_test[bug["id"]] = test_id
+                ids.append(bug["id"])
+            self._bugs_changed.add(test_id)
+            self._bug_json.drop(test_id)
+            return ids
+
+    def delete_tests(self, test_ids: list[int]) -> None:
+        """Delete tests and their bugs; unknown ids raise before anything changes."""
+        with self._lock:
+            skeletons = [self._skeleton(t) for t in test_ids]
+            for skeleton in skeletons:
+                self._drop_test(skeleton)
+
+    def _drop_test(self, skeleton: Skeleton) -> None:
+        test_id = skeleton.id
+        del self._acc.skeletons[test_id]
+        self._by_product[skeleton.product_id].discard(test_id)
+        self._by_index.pop(skeleton.index, None)
+        self._test_patch.pop(test_id, None)
+        self._bugs_changed.discard(test_id)
+        for bug in self._added_bugs.pop(test_id, []):
+            self._added_bug_test.pop(bug["id"], None)
+        self._forget_test(test_id, skeleton.product_id)
+
+    def delete_bugs(self, bug_ids: list[int]) -> None:
+        """Delete bugs; unknown ids raise before anything changes."""
+        with self._lock:
+            owners = [(b, self._bug_test(b)) for b in bug_ids]
+            for bug_id, test_id in owners:
+                self._deleted_bugs.add(bug_id)
+                self._bug_patch.pop(bug_id, None)
+                self._bugs_changed.add(test_id)
+                self._bug_json.drop(test_id)
+
+    def delete_product(self, product_id: int) -> None:
+        """Delete a product with its tests, bugs, sections and features."""
+        with self._lock:
+            product = self._product(product_id)
+            for test_id in list(self._by_product[product_id]):
+                self._drop_test(self._acc.skeletons[test_id])
+            for section in product["sections_with_default"]:
+                for feature_id in self._acc.section_features.pop(section["id"], []):
+                    self._acc.features.pop(feature_id, None)
+                    self._acc.product_of_feature.pop(feature_id, None)
+                    self._acc.section_of_feature.pop(feature_id, None)
+            del self._acc.products[product_id]
+            del self._by_product[product_id]
+            self._acc.product_features.pop(product_id, None)
+            self._order.pop(product_id, None)
+            self._products_json = None
+
+    def update_product(self, product_id: int, fields: dict[str, Any]) -> None:
+        """Change fields of a product (a rename shows in test details too)."""
+        with self._lock:
+            if "id" in fields:
+                raise ValueError("a product's id cannot change")
+            self._product(product_id).update(copy.deepcopy(fields))
+            self._products_json = None
+
+    def test_ids(self, product_id: int) -> list[int]:
+        """A product's test ids in list order (newest first)."""
+        with self._lock:
+            self._product(product_id)
+            return list(self._sorted(product_id))
+
+    def truth(self, product_ids: Iterable[int] | None = None) -> Truth:
+        """A deep-copied snapshot of what the sandbox serves, of all or some products."""
+        with self._lock:
+            wanted = list(self._acc.products if product_ids is None else product_ids)
+            for product_id in wanted:
+                self._product(product_id)
+            tests: dict[int, dict[str, Any]] = {}
+            bugs: dict[int, dict[str, Any]] = {}
+            product_of_test: dict[int, int] = {}
+            for product_id in wanted:
+                # Decoding what the server sends makes the snapshot equal to it by
+                # construction, fresh objects included, and is the fastest way there.
+                order = self._sorted(product_id)
+                items = json.loads(b"[" + b",".join(map(self._test_fragment, order)) + b"]")
+                for test_id, item in zip(order, items, strict=True):
+                    tests[test_id] = item
+                    product_of_test[test_id] = product_id
+                    fragment = self._bug_fragment(test_id)
+                    if fragment:
+                        for bug in json.loads(b"[" + fragment + b"]"):
+                            bugs[bug["id"]] = bug
+            acc = self._acc
+            chosen = set(wanted)
+            features = [f for f, p in acc.product_of_feature.items() if p in chosen]
+            return Truth(
+                products={p: copy.deepcopy(acc.products[p]) for p in acc.products if p in chosen},
+                tests=tests,
+                bugs=bugs,
+                features={f: copy.deepcopy(acc.features[f]) for f in features},
+                product_of_test=product_of_test,
+                product_of_feature={f: acc.product_of_feature[f] for f in features},
+                section_of_feature={f: acc.section_of_feature[f] for f in features},
+            )
