@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import math
 import random
@@ -45,6 +44,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, cast
 
 import httpx
+import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from .errors import (
@@ -223,8 +223,8 @@ def unwrap_envelope(content: bytes, envelope: str, shape: Shape | None = None) -
     objects. Raises ``GarbageBody`` otherwise (HTML from a gateway, an empty body, ...).
     """
     try:
-        body = json.loads(content)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+        body = orjson.loads(content)
+    except ValueError:  # orjson.JSONDecodeError is a ValueError
         raise GarbageBody("answered something that is not JSON") from None
     if not isinstance(body, dict) or envelope not in body:
         raise GarbageBody(f"answered without the {envelope!r} envelope")

@@ -13,6 +13,8 @@ import json
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
+
 from .errors import ConfigError
 
 # Statuses after which a test cannot change any more; anything else (including values we do
@@ -29,7 +31,7 @@ def is_final(status: str | None) -> bool:
 
 def canonical_json(obj: Obj) -> str:
     """The JSON text we store and compare: sorted keys, so equal content gives equal text."""
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def to_utc(value: Any) -> str | None:
