@@ -1,0 +1,99 @@
+"""The DataFrame readers: documented dtypes, filters, joins, and rows gone upstream."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import testio_toolkit as tt
+from testio_toolkit.sandbox import Sandbox
+
+UTC_TIME = "datetime64[ns, UTC]"
+
+
+@pytest.fixture
+def synced(mirror: tt.Mirror) -> tt.Mirror:
+    mirror.sync()
+    return mirror
+
+
+def test_tests_frame_has_the_documented_dtypes(synced: tt.Mirror) -> None:
+    frame = synced.tests()
+
+    for column in ("start_at", "end_at", "created_at", "synced_at"):
+        assert (
+            str(frame[column].dtype).startswith("datetime64") and str(frame[column].dt.tz) == "UTC"
+        )
+    assert isinstance(frame["status"].dtype, pd.CategoricalDtype)
+    assert isinstance(frame["testing_type"].dtype, pd.CategoricalDtype)
+    assert "archived" in frame["status"].cat.categories
+    assert str(frame["id"].dtype) == "Int64"
+    assert {"product", "bugs", "title"} <= set(frame.columns)
+    assert "raw" not in frame.columns
+
+
+def test_bugs_frame_joins_the_test_title_and_product(synced: tt.Mirror, sandbox: Sandbox) -> None:
+    frame = synced.bugs()
+    truth = sandbox.truth()
+
+    assert len(frame) == len(truth.bugs)
+    assert isinstance(frame["severity"].dtype, pd.CategoricalDtype)
+    assert isinstance(frame["status"].dtype, pd.CategoricalDtype)
+    assert str(frame["known"].dtype) == "boolean"
+    row = frame.iloc[0]
+    assert row["test_title"] == truth.tests[int(row["test_id"])]["title"]
+    assert row["product"] == truth.products[int(row["product_id"])]["name"]
+
+
+def test_filters_narrow_the_frames(synced: tt.Mirror, sandbox: Sandbox) -> None:
+    truth = sandbox.truth()
+    product_id = sorted(truth.products)[0]
+
+    running = synced.tests(product=product_id, status="running")
+
+    expected = {
+        t
+        for t, v in truth.tests.items()
+        if v["status"] == "running" and truth.product_of_test[t] == product_id
+    }
+    assert set(running["id"]) == expected
+    critical = synced.bugs(severity=["critical"])
+    assert set(critical["severity"].astype(str)) <= {"critical"}
+
+
+def test_the_csm_question_is_one_line(synced: tt.Mirror) -> None:
+    # "Accepted bugs per product by severity in the last 30 days" (of the data).
+    # The sandbox's "now" is 2025-06-02, so its last 30 days start on 2025-05-03.
+    table = (
+        synced.bugs(status="accepted", since="2025-05-03")
+        .groupby(["product", "severity"], observed=True)
+        .size()
+        .unstack(fill_value=0)
+    )
+
+    accepted = synced.bugs(status="accepted", since="2025-05-03")
+    assert table.to_numpy().sum() == len(accepted) > 0
+    assert set(table.index) == set(accepted["product"])
+
+
+def test_rows_gone_upstream_are_left_out_unless_asked(synced: tt.Mirror, sandbox: Sandbox) -> None:
+    gone = sorted(sandbox.truth().tests)[0]
+    sandbox.delete_tests([gone])
+    synced.refresh()
+
+    assert gone not in set(synced.tests()["id"])
+    assert gone in set(synced.tests(include_deleted=True)["id"])
+
+
+def test_runs_and_unreadable_frames(synced: tt.Mirror) -> None:
+    runs = synced.runs()
+
+    assert list(runs["mode"].astype(str)) == ["sync"]
+    assert list(runs["status"].astype(str)) == ["success"]
+    assert runs["seconds"].iloc[0] >= 0
+    assert synced.unreadable().empty
+
+
+def test_frames_of_a_missing_database_are_empty_not_an_error(mirror: tt.Mirror) -> None:
+    assert mirror.tests().empty
+    assert mirror.products().empty
