@@ -122,25 +122,25 @@ def panel(mirror: Mirror | None = None) -> Panel:
     return Panel(mirror or default_mirror())
 
 
-def sync_button(mirror: Mirror | None = None) -> Any:
+def sync_button(mirror: Mirror | None = None, **options: Any) -> Any:
     """A single Sync button with progress and summary: ``tt.sync_button()``."""
     from . import widgets
 
-    return widgets.sync_button(mirror or default_mirror())
+    return widgets.sync_button(mirror or default_mirror(), **options)
 
 
-def refresh_button(mirror: Mirror | None = None) -> Any:
+def refresh_button(mirror: Mirror | None = None, **options: Any) -> Any:
     """A single Refresh button with progress and summary: ``tt.refresh_button()``."""
     from . import widgets
 
-    return widgets.refresh_button(mirror or default_mirror())
+    return widgets.refresh_button(mirror or default_mirror(), **options)
 
 
-def nuke_button(mirror: Mirror | None = None) -> Any:
+def nuke_button(mirror: Mirror | None = None, **options: Any) -> Any:
     """A Nuke... button that shows the plan and asks for the word first: ``tt.nuke_button()``."""
     from . import widgets
 
-    return widgets.nuke_button(mirror or default_mirror())
+    return widgets.nuke_button(mirror or default_mirror(), **options)
 
 
 def __getattr__(name: str) -> sqlite_utils.Database:

@@ -611,8 +611,10 @@ def _require_success(result: SyncResult, path: Path) -> None:
         for r in result.products
         if r.status != "success"
     )
+    result.db_path = str(path)  # the half-built file is gone; the database is what stays
     raise RebuildFailed(
-        f"the rebuild was {result.status} ({reasons}); {path} was left exactly as it was",
+        f"the rebuild did not read everything ({result.status}: {reasons}); "
+        f"{path} was left exactly as it was",
         result=result,
     )
 

@@ -264,12 +264,20 @@ class Engine:
     async def _list_tests(self, run: _ProductRun) -> None:
         per_page = self.client.options.per_page
         ahead = PREFETCH_PAGES if run.full_read else 0
+        # Where the list should end, from what we hold: reading ahead stops there, so a
+        # refresh of an unchanged product asks for exactly the pages it needs. Unknown
+        # (an empty mirror): read ahead all the way.
+        live = sum(1 for state in run.held.values() if not state.gone)
+        last_expected = live // per_page + 1 if live else None
         tasks: dict[int, asyncio.Task[PageRead]] = {}
         known_in_a_row = 0
         page = 1
         try:
             while True:
-                for next_page in range(page, page + ahead + 1):
+                until = page + ahead
+                if last_expected is not None:
+                    until = max(page, min(until, last_expected))
+                for next_page in range(page, until + 1):
                     if next_page not in tasks:
                         tasks[next_page] = asyncio.ensure_future(
                             self._read_page(run.id, next_page, per_page)

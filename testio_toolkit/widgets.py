@@ -1,0 +1,633 @@
+"""The notebook control panel: buttons over ``Mirror.sync / refresh / nuke``, nothing more.
+
+Usage in a notebook::
+
+    import testio_toolkit as tt
+    panel = tt.panel()          # last line of a cell: the panel shows itself
+    panel                       # status, pickers, Sync / Refresh / Nuke..., progress, summary
+
+    panel.sync_button.click()   # the same as pressing Sync; returns at once
+    panel.wait()                # -> the SyncResult (None after an error, shown in the panel)
+
+    tt.refresh_button()         # one button with its own progress bar, summary and error line
+
+The buttons call the same ``Mirror`` methods a cell calls (``arefresh(...)`` and friends) on
+the toolkit's own event-loop thread (``runner.run_in_background``), so the kernel stays usable
+while a job runs. Progress events arrive on that thread and move the bar; the job's
+done-callback shows the result or the error, refreshes the status and enables the buttons.
+
+**Nuke...** never nukes on one click: it shows the plan (what is thrown away, where the backup
+goes); the red **Delete and rebuild** button is enabled only while the box holds the word
+``nuke``, and **Cancel** closes the confirmation and changes nothing.
+
+ipywidgets is imported only when a widget is built, so ``import testio_toolkit`` works
+without it; building one without it raises ImportError saying ``pip install ipywidgets``.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any, Literal
+
+from .backups import NukePlan
+from .errors import RebuildFailed
+from .progress import PHASES
+from .results import ProgressEvent, SyncResult
+from .runner import run_in_background
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
+    from .api import Mirror, Products, Since
+
+Mode = Literal["sync", "refresh", "nuke"]
+Outcome = SyncResult | NukePlan
+# ipywidgets ships no type information: its objects are Any to mypy.
+Widget = Any
+
+CONFIRM_WORD = "nuke"
+LABELS: dict[Mode, str] = {"sync": "Sync", "refresh": "Refresh", "nuke": "Nuke..."}
+TOOLTIPS: dict[Mode, str] = {
+    "sync": "Incremental: new tests, tests that can still change, and their bugs",
+    "refresh": "Re-read everything and upsert it; keeps local columns, notes and history",
+    "nuke": "Throw the mirror away and rebuild it (shows the plan and asks first; keeps a backup)",
+}
+ICONS: dict[Mode, str] = {"sync": "refresh", "refresh": "repeat", "nuke": "trash"}
+# Progress events can come by the hundred per second; the widgets need a few a second.
+REDRAW_SECONDS = 0.1
+HIDDEN, SHOWN = "none", "flex"
+
+log = logging.getLogger(__name__)
+
+
+def _ipywidgets() -> Any:
+    try:
+        import ipywidgets
+    except ImportError as exc:
+        raise ImportError(
+            "the testio-toolkit control panel needs ipywidgets: pip install ipywidgets"
+        ) from exc
+    return ipywidgets
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """What a button passes to the mirror: products (None = all), since, dry run."""
+
+    products: Products = None
+    since: Since = None
+    dry_run: bool = False
+
+
+class _Tally:
+    """Progress events summed per phase; safe to feed from the worker thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.done: dict[str, int] = {}
+        self.total: dict[str, int] = {}
+
+    def reset(self) -> None:
+        with self._lock:
+            self.done, self.total = {}, {}
+
+    def add(self, event: ProgressEvent) -> None:
+        with self._lock:
+            self.done[event.phase] = self.done.get(event.phase, 0) + event.advance
+            self.total[event.phase] = self.total.get(event.phase, 0) + event.total
+
+    def bar(self) -> tuple[int, int]:
+        """(value, max) over the phases whose size is known (products, bug lists)."""
+        with self._lock:
+            sized = [phase for phase, n in self.total.items() if n]
+            high = sum(self.total[p] for p in sized)
+            value = sum(self.done.get(p, 0) for p in sized)
+        return min(value, high), max(high, 1)
+
+    def text(self) -> str:
+        """'products 2/3 · tests read 75 · bug lists 20/41 · features 43'."""
+        with self._lock:
+            parts = []
+            for phase in (*PHASES, *sorted(set(self.done) - set(PHASES))):
+                if phase not in self.done:
+                    continue
+                label = PHASES.get(phase, phase)
+                size = self.total.get(phase, 0)
+                done = self.done[phase]
+                parts.append(f"{label} {done}/{size}" if size else f"{label} {done}")
+        return " · ".join(parts)
+
+
+class _Controls:
+    """The machinery the panel and the single buttons share.
+
+    One job at a time: it disables the action buttons, runs the mirror's coroutine on the
+    toolkit's loop thread, feeds the progress bar from its events, and on completion shows
+    the result (or the error), calls ``_after_job`` and enables the buttons again. It also
+    owns the nuke confirmation: plan, confirmation word, red button, Cancel.
+    """
+
+    def __init__(self, mirror: Mirror, modes: Sequence[Mode]) -> None:
+        w = _ipywidgets()
+        self.mirror = mirror
+        self.buttons: dict[Mode, Widget] = {}
+        for mode in modes:
+            button = w.Button(description=LABELS[mode], tooltip=TOOLTIPS[mode], icon=ICONS[mode])
+            button.on_click(self._handler(mode))
+            self.buttons[mode] = button
+        self.progress: Widget = w.IntProgress(
+            value=0, min=0, max=1, description="idle", layout=w.Layout(width="50%")
+        )
+        self.progress_text: Widget = w.HTML()
+        self.summary: Widget = w.HTML()
+        self.error: Widget = w.HTML()
+        # The nuke confirmation, hidden until Nuke... shows a plan.
+        self.plan: Widget = w.HTML()
+        self.confirm_text: Widget = w.Text(
+            value="",
+            placeholder=CONFIRM_WORD,
+            description=f"Type {CONFIRM_WORD}:",
+            continuous_update=True,
+        )
+        self.confirm_button: Widget = w.Button(
+            description="Delete and rebuild",
+            button_style="danger",
+            icon="trash",
+            disabled=True,
+            tooltip=f"Enabled once the box holds the word {CONFIRM_WORD!r}",
+        )
+        self.cancel_button: Widget = w.Button(description="Cancel", tooltip="Changes nothing")
+        self.confirmation: Widget = w.VBox(
+            [self.plan, w.HBox([self.confirm_text, self.confirm_button, self.cancel_button])],
+            layout=w.Layout(display=HIDDEN, border="2px solid #d9534f", padding="4px"),
+        )
+        self.confirm_text.observe(self._on_confirm_text, names="value")
+        self.confirm_button.on_click(self._on_confirm)
+        self.cancel_button.on_click(self._on_cancel)
+
+        self.job: Future[Outcome] | None = None
+        self.result: Outcome | None = None
+        self.last_error: BaseException | None = None
+        self.widget: Widget = None  # the root box, built by the subclass
+        self._running: Mode | None = None
+        self._idle = threading.Event()
+        self._idle.set()
+        self._tally = _Tally()
+        self._drawn_at = 0.0
+        # The products of the plan on show: what the red button nukes, whatever the pickers
+        # say by then. None when no plan is on show.
+        self._pending_nuke: tuple[int, ...] | None = None
+
+    # -- what subclasses provide -----------------------------------------------------------
+
+    def _options(self) -> JobOptions:
+        return JobOptions()
+
+    def _after_job(self) -> None:
+        """Called on the worker thread once a job has ended, before the buttons come back."""
+
+    # -- public ----------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """True while a job runs (its buttons are disabled)."""
+        return not self._idle.is_set()
+
+    def wait(self, timeout: float | None = 60) -> Outcome | None:
+        """Block until the current job is done and the panel shows its outcome.
+
+        >>> panel.sync_button.click(); panel.wait()    # -> SyncResult
+
+        Returns the SyncResult (a NukePlan for a dry-run nuke), or None when the job failed
+        (the error is in ``.error``) or no job was started. Raises TimeoutError when the job
+        is still running after ``timeout`` seconds.
+        """
+        if self.job is None:
+            return self.result  # None, or the plan a dry-run Nuke... showed
+        if not self._idle.wait(timeout):
+            raise TimeoutError(f"the {self._running or 'job'} is still running after {timeout}s")
+        return self.result
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle: dict[str, Any] = self.widget._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = repr(self)
+        return bundle
+
+    def __repr__(self) -> str:
+        state = f"running {self._running}" if self.busy else "idle"
+        source = "SANDBOX" if self.mirror.sandbox else self.mirror.source
+        return f"<{type(self).__name__} {source} db={self.mirror.path} {state}>"
+
+    # -- running a job ---------------------------------------------------------------------
+
+    def _handler(self, mode: Mode) -> Callable[[Widget], None]:
+        def clicked(_button: Widget = None) -> None:
+            if mode == "nuke":
+                self._show_nuke_plan()
+            else:
+                self._start(mode, self._options())
+
+        return clicked
+
+    def _coroutine(self, mode: Mode, options: JobOptions) -> Coroutine[Any, Any, Outcome]:
+        mirror, emit = self.mirror, self._on_progress
+        if mode == "sync":
+            return mirror.async_(
+                options.products,
+                options.since,
+                dry_run=options.dry_run,
+                progress=False,
+                on_progress=emit,
+            )
+        if mode == "refresh":
+            return mirror.arefresh(
+                options.products,
+                options.since,
+                dry_run=options.dry_run,
+                progress=False,
+                on_progress=emit,
+            )
+        # Only reached from the red button, after the word was typed.
+        return mirror.anuke(options.products, confirm=True, progress=False, on_progress=emit)
+
+    def _start(self, mode: Mode, options: JobOptions) -> None:
+        if self.busy:
+            return
+        self._close_confirmation()
+        self._idle.clear()
+        self._running = mode
+        self._set_buttons(busy=True)
+        self.result = self.last_error = None
+        self.error.value = ""
+        self.summary.value = f"<i>{html.escape(LABELS[mode].rstrip('.'))} running...</i>"
+        self._tally.reset()
+        self.progress.bar_style = ""
+        self.progress.value, self.progress.max = 0, 1
+        self.progress.description = mode
+        self.progress_text.value = ""
+        coroutine = self._coroutine(mode, options)
+        try:
+            future = run_in_background(coroutine)
+        except BaseException as exc:
+            coroutine.close()  # never started: no "was never awaited" warning
+            self._show_error(exc)
+            self._running = None
+            self._set_buttons(busy=False)
+            self._idle.set()
+            return
+        self.job = future
+        future.add_done_callback(self._finished)
+
+    def _on_progress(self, event: ProgressEvent) -> None:
+        # Runs on the worker thread, inside the sync: a drawing problem must not stop it.
+        try:
+            self._tally.add(event)
+            now = time.monotonic()
+            if now - self._drawn_at >= REDRAW_SECONDS:
+                self._drawn_at = now
+                self._draw_progress()
+        except Exception:
+            log.exception("could not draw a progress event")
+
+    def _draw_progress(self) -> None:
+        value, high = self._tally.bar()
+        self.progress.max = high
+        self.progress.value = value
+        self.progress_text.value = html.escape(self._tally.text())
+
+    def _finished(self, future: Future[Outcome]) -> None:
+        try:
+            self._draw_progress()
+            try:
+                outcome = future.result()
+            except BaseException as exc:
+                self._show_error(exc)
+                self.progress.bar_style = "danger"
+            else:
+                self._show_outcome(outcome)
+            try:
+                self._after_job()
+            except Exception as exc:
+                self._show_error(exc, append=True)
+        finally:
+            self._running = None
+            self._set_buttons(busy=False)
+            self._idle.set()
+
+    def _show_outcome(self, outcome: Outcome) -> None:
+        self.result = outcome
+        if isinstance(outcome, SyncResult):
+            self.progress.value = self.progress.max
+            self.progress.bar_style = {"success": "success", "partial": "warning"}.get(
+                outcome.status, "danger"
+            )
+        self.summary.value = _outcome_html(outcome)
+
+    def _show_error(self, exc: BaseException, *, append: bool = False) -> None:
+        """Show ``exc`` in the error line; ``append`` keeps what is shown (summary included)."""
+        self.last_error = exc
+        text = _error_html(exc, self._secrets())
+        if append:
+            self.error.value += text
+            return
+        failed = getattr(exc, "result", None) if isinstance(exc, RebuildFailed) else None
+        # For a failed rebuild, what it managed before it gave up, per product.
+        self.summary.value = _outcome_html(failed) if isinstance(failed, SyncResult) else ""
+        self.error.value = text
+
+    def _secrets(self) -> list[str]:
+        token = self.mirror.settings.token
+        return [token.reveal()] if token else []
+
+    def _set_buttons(self, *, busy: bool) -> None:
+        for button in self.buttons.values():
+            button.disabled = busy
+        self.cancel_button.disabled = busy
+        self.confirm_button.disabled = busy or self.confirm_text.value != CONFIRM_WORD
+
+    # -- the nuke confirmation -------------------------------------------------------------
+
+    def _show_nuke_plan(self) -> None:
+        if self.busy:
+            return
+        options = self._options()
+        self.error.value = ""
+        try:
+            # Without confirm=True, nuke() only reads: it returns the plan.
+            plan = self.mirror.nuke(options.products, progress=False)
+            if not isinstance(plan, NukePlan):
+                raise TypeError(f"nuke() without confirmation returned {type(plan).__name__}")
+        except Exception as exc:
+            self._close_confirmation()
+            self._show_error(exc)
+            return
+        if options.dry_run:
+            self._close_confirmation()
+            self.result = plan
+            self.summary.value = (
+                "<p><b>Dry run:</b> this is what a nuke would do; nothing changed.</p>"
+                + plan._repr_html_()
+            )
+            return
+        self._pending_nuke = plan.product_ids
+        note = (
+            "<p>The since date does not apply: a nuke rebuilds everything of the products "
+            "it covers.</p>"
+            if options.since
+            else ""
+        )
+        self.plan.value = (
+            plan._repr_html_() + note + f"<p><b>Type <code>{CONFIRM_WORD}</code> and press "
+            "Delete and rebuild</b> to go ahead; Cancel changes nothing.</p>"
+        )
+        self.confirm_text.value = ""
+        self.confirm_button.disabled = True
+        self.confirmation.layout.display = SHOWN
+
+    def _on_confirm_text(self, change: dict[str, Any]) -> None:
+        self.confirm_button.disabled = self.busy or change["new"] != CONFIRM_WORD
+
+    def _on_confirm(self, _button: Widget = None) -> None:
+        products = self._pending_nuke
+        # Checked here too: a click on a disabled button still reaches handlers from code.
+        if self.busy or products is None or self.confirm_text.value != CONFIRM_WORD:
+            return
+        self._start("nuke", JobOptions(products=products))
+
+    def _on_cancel(self, _button: Widget = None) -> None:
+        self._close_confirmation()
+
+    def _close_confirmation(self) -> None:
+        self._pending_nuke = None
+        self.confirm_text.value = ""
+        self.confirm_button.disabled = True
+        self.plan.value = ""
+        self.confirmation.layout.display = HIDDEN
+
+    @property
+    def confirming(self) -> bool:
+        """True while a nuke plan waits for the confirmation word."""
+        return self._pending_nuke is not None
+
+
+class Panel(_Controls):
+    """The control panel: status, pickers, Sync / Refresh / Nuke..., progress and results.
+
+    >>> panel = tt.panel()              # in a notebook cell; Panel(mirror) for another mirror
+    >>> panel.products_picker.value = (18640,); panel.dry_run_checkbox.value = True
+    >>> panel.refresh_button.click(); panel.wait()          # -> SyncResult
+    >>> panel.nuke_button.click()                           # shows the plan; nothing changes
+    >>> panel.confirm_text.value = "nuke"; panel.confirm_button.click(); panel.wait()
+
+    Widgets, for code and tests: ``sync_button``, ``refresh_button``, ``nuke_button``,
+    ``confirm_text``, ``confirm_button``, ``cancel_button``, ``products_picker`` (empty means
+    all), ``since_picker``, ``dry_run_checkbox``, ``progress``, ``summary``, ``error``,
+    ``status_html``; ``widget`` is the root box; ``job`` the Future of the running or last
+    job; ``result`` its outcome.
+    """
+
+    def __init__(self, mirror: Mirror) -> None:
+        super().__init__(mirror, ("sync", "refresh", "nuke"))
+        w = _ipywidgets()
+        self.sync_button: Widget = self.buttons["sync"]
+        self.refresh_button: Widget = self.buttons["refresh"]
+        self.nuke_button: Widget = self.buttons["nuke"]
+        self.nuke_button.button_style = "warning"
+        self.status_html: Widget = w.HTML()
+        self.products_picker: Widget = w.SelectMultiple(
+            options=[], rows=4, description="Products", tooltip="None selected: all products"
+        )
+        self.since_picker: Widget = w.DatePicker(description="Since", value=None)
+        self.dry_run_checkbox: Widget = w.Checkbox(
+            value=False, description="Dry run (read and count, write nothing)", indent=False
+        )
+        pickers = w.HBox(
+            [
+                self.products_picker,
+                w.VBox(
+                    [
+                        self.since_picker,
+                        self.dry_run_checkbox,
+                        w.HTML("<small>No product selected: all products.</small>"),
+                    ]
+                ),
+            ]
+        )
+        self.widget = w.VBox(
+            [
+                w.HTML("<h4 style='margin:0'>TestIO mirror</h4>"),
+                self.status_html,
+                pickers,
+                w.HBox([self.sync_button, self.refresh_button, self.nuke_button]),
+                self.confirmation,
+                w.HBox([self.progress, self.progress_text]),
+                self.summary,
+                self.error,
+            ]
+        )
+        try:
+            self.refresh_status()
+        except Exception as exc:
+            self._show_error(exc)
+
+    def _options(self) -> JobOptions:
+        chosen = tuple(int(p) for p in self.products_picker.value)
+        since = self.since_picker.value
+        return JobOptions(
+            products=chosen or None,
+            since=since if isinstance(since, date) else None,
+            dry_run=bool(self.dry_run_checkbox.value),
+        )
+
+    def _after_job(self) -> None:
+        self.refresh_status()
+
+    def refresh_status(self) -> None:
+        """Show again what the mirror holds, and the products to pick from."""
+        status = self.mirror.status()
+        if self.mirror.sandbox:
+            banner = (
+                "<div style='background:#fff3cd;border:1px solid #d4a000;padding:4px 8px'>"
+                "<b>SANDBOX data</b>: no token is configured, so this mirror holds generated "
+                "data from the bundled sandbox, not a real account.</div>"
+            )
+        else:
+            banner = f"<div>Account: <code>{html.escape(self.mirror.source)}</code></div>"
+        self.status_html.value = banner + status._repr_html_()
+        frame = self.mirror.products()
+        options = [
+            (f"{pid} {name}", int(pid))
+            for pid, name in zip(frame["id"], frame["name"], strict=True)
+        ]
+        if options != list(self.products_picker.options):
+            keep = [p for p in self.products_picker.value if p in {v for _, v in options}]
+            self.products_picker.options = options
+            self.products_picker.value = tuple(keep)
+
+
+class ActionButton(_Controls):
+    """One button (Sync, Refresh or Nuke...) with its own progress bar, summary and error.
+
+    >>> tt.sync_button()                       # in a notebook cell: displays itself
+    >>> b = tt.nuke_button(); b.button.click() # shows the plan and the confirmation
+    >>> b.confirm_text.value = "nuke"; b.confirm_button.click(); b.wait()
+
+    Attributes: ``button``, ``progress``, ``summary``, ``error``, ``job``, ``result``,
+    ``wait()``; the nuke button also ``confirm_text``, ``confirm_button``, ``cancel_button``.
+    """
+
+    def __init__(
+        self,
+        mirror: Mirror,
+        mode: Mode,
+        *,
+        products: Products = None,
+        since: Since = None,
+        dry_run: bool = False,
+    ) -> None:
+        super().__init__(mirror, (mode,))
+        w = _ipywidgets()
+        self.mode = mode
+        self.button: Widget = self.buttons[mode]
+        if mode == "nuke":
+            self.button.button_style = "warning"
+        self._fixed = JobOptions(products=products, since=since, dry_run=dry_run)
+        parts = [self.button]
+        if mode == "nuke":
+            parts.append(self.confirmation)
+        parts += [w.HBox([self.progress, self.progress_text]), self.summary, self.error]
+        if mirror.sandbox:
+            parts.insert(1, w.HTML("<small><b>SANDBOX data</b> (no token configured)</small>"))
+        self.widget = w.VBox(parts)
+
+    def _options(self) -> JobOptions:
+        return self._fixed
+
+
+def _mirror(mirror: Mirror | None) -> Mirror:
+    if mirror is not None:
+        return mirror
+    from .api import default_mirror
+
+    return default_mirror()
+
+
+def sync_button(
+    mirror: Mirror | None = None,
+    *,
+    products: Products = None,
+    since: Since = None,
+    dry_run: bool = False,
+) -> ActionButton:
+    """A Sync button for a notebook: ``tt.sync_button()`` (default mirror) or ``(mirror)``.
+
+    >>> tt.sync_button(products=[18640], since="2025-01-01")
+
+    Pressing it runs ``mirror.sync(...)`` in the background with a progress bar, then shows
+    the SyncResult's summary (or the error).
+    """
+    return ActionButton(_mirror(mirror), "sync", products=products, since=since, dry_run=dry_run)
+
+
+def refresh_button(
+    mirror: Mirror | None = None,
+    *,
+    products: Products = None,
+    since: Since = None,
+    dry_run: bool = False,
+) -> ActionButton:
+    """A Refresh button: ``tt.refresh_button()``; pressing it runs ``mirror.refresh(...)``.
+
+    >>> tt.refresh_button(dry_run=True)     # read and count, write nothing
+    """
+    return ActionButton(_mirror(mirror), "refresh", products=products, since=since, dry_run=dry_run)
+
+
+def nuke_button(mirror: Mirror | None = None, *, products: Products = None) -> ActionButton:
+    """A Nuke... button: ``tt.nuke_button()``; it shows the plan and asks before anything.
+
+    >>> b = tt.nuke_button()
+    >>> b.button.click()                                   # the plan; nothing changes
+    >>> b.confirm_text.value = "nuke"; b.confirm_button.click(); b.wait()   # -> SyncResult
+    """
+    return ActionButton(_mirror(mirror), "nuke", products=products)
+
+
+def _outcome_html(outcome: Outcome) -> str:
+    text = outcome._repr_html_()
+    if isinstance(outcome, SyncResult) and outcome.backup_path:
+        text += (
+            f"<p>The previous mirror is kept as <code>{html.escape(outcome.backup_path)}</code>"
+            "; <code>tt.restore()</code> brings it back.</p>"
+        )
+    return text
+
+
+def _error_html(exc: BaseException, secrets: Sequence[str]) -> str:
+    """'<b>AuthenticationError</b>: message', with any secret blanked out, for the panel."""
+    name = type(exc).__name__
+    message = str(exc) or repr(exc)
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "***")
+    return (
+        "<div style='color:#a94442;background:#f2dede;border:1px solid #ebccd1;"
+        f"padding:4px 8px'><b>{html.escape(name)}</b>: {html.escape(message)}</div>"
+    )
+
+
+__all__ = [
+    "ActionButton",
+    "JobOptions",
+    "Panel",
+    "nuke_button",
+    "refresh_button",
+    "sync_button",
+]
