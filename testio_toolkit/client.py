@@ -144,12 +144,16 @@ def classify_status(status_code: int) -> Outcome:
     return Outcome.REFUSED
 
 
-def attempts_allowed(status_code: int | None, options: ClientOptions) -> int:
+def attempts_allowed(
+    status_code: int | None, options: ClientOptions, *, salvageable: bool = False
+) -> int:
     """How many attempts a request gets when its latest failure had this status
-    (``None``: no response at all)."""
-    # A persistent 500 is one broken record, not an outage: fail fast so the caller can
-    # re-read the window in smaller pages instead of waiting through five backoffs.
-    if status_code == 500:
+    (``None``: no response at all). ``salvageable`` requests (list pages) can be re-read
+    in smaller windows by the caller."""
+    # On a list page, a persistent 500 is one broken record, not an outage: fail fast so
+    # the caller can re-read the window in smaller pages instead of waiting through five
+    # backoffs. Elsewhere nobody can salvage it, so a 500 gets the full budget.
+    if status_code == 500 and salvageable:
         return options.max_attempts_500
     return options.max_attempts
 
@@ -457,7 +461,10 @@ class TestIOClient:
         """
         params = {"page": page, "per_page": per_page or self.options.per_page}
         return await self._get_list(
-            f"products/{product_id}/exploratory_tests", params, "exploratory_tests"
+            f"products/{product_id}/exploratory_tests",
+            params,
+            "exploratory_tests",
+            salvageable=True,
         )
 
     async def test(self, test_id: int) -> dict[str, Any]:
@@ -511,10 +518,21 @@ class TestIOClient:
         return await self._get(path, params, envelope)
 
     async def _get_list(
-        self, path: str, params: Params | None, envelope: str, *, overload_fails_fast: bool = False
+        self,
+        path: str,
+        params: Params | None,
+        envelope: str,
+        *,
+        overload_fails_fast: bool = False,
+        salvageable: bool = False,
     ) -> list[dict[str, Any]]:
         payload = await self._get(
-            path, params, envelope, "list", overload_fails_fast=overload_fails_fast
+            path,
+            params,
+            envelope,
+            "list",
+            overload_fails_fast=overload_fails_fast,
+            salvageable=salvageable,
         )
         return cast(list[dict[str, Any]], payload)
 
@@ -529,6 +547,7 @@ class TestIOClient:
         shape: Shape | None = None,
         *,
         overload_fails_fast: bool = False,
+        salvageable: bool = False,
     ) -> Any:
         path = path.lstrip("/")  # relative, so the base URL's path prefix is kept
         what = describe_request(path, params)
@@ -540,7 +559,8 @@ class TestIOClient:
                 return True
             if overload_fails_fast and failure.overloaded:
                 return True
-            return retry_state.attempt_number >= attempts_allowed(failure.status_code, self.options)
+            allowed = attempts_allowed(failure.status_code, self.options, salvageable=salvageable)
+            return retry_state.attempt_number >= allowed
 
         retrying = AsyncRetrying(
             stop=stop,

@@ -14,6 +14,7 @@ ids are nullable integers. Rows marked gone upstream are left out unless
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from .rows import parse_since
-from .store import Store
+from .store import Store, translate_error
 
 TEST_STATUSES = (
     "initialized",
@@ -77,9 +78,13 @@ def _where(clauses: list[str], params: list[Any], column: str, value: Filter) ->
 
 def _read(path: Path, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
     with Store.open_read_only(path) as store:
-        cursor = store.conn.execute(sql, tuple(params))
-        names = [d[0] for d in cursor.description]
-        return pd.DataFrame.from_records(cursor.fetchall(), columns=names)
+        try:
+            cursor = store.conn.execute(sql, tuple(params))
+            names = [d[0] for d in cursor.description]
+            records = cursor.fetchall()
+        except sqlite3.Error as exc:
+            raise translate_error(exc, path) from None
+    return pd.DataFrame.from_records(records, columns=names)
 
 
 def _typed(frame: pd.DataFrame, statuses: tuple[str, ...] = ()) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from types import TracebackType
 
 from filelock import FileLock, Timeout
 
-from .errors import SyncInProgress
+from .errors import StoreError, SyncInProgress
 from .store import utc_now
 
 
@@ -56,6 +56,7 @@ class WriterLock:
         self._lock = FileLock(str(lock_path(db_path)), timeout=self.timeout)
 
     def __enter__(self) -> WriterLock:
+        self._check_writable()
         try:
             self._lock.acquire()
         except Timeout:
@@ -65,7 +66,7 @@ class WriterLock:
                 path=str(self.db_path),
             ) from None
         except OSError as exc:
-            raise SyncInProgress(
+            raise StoreError(
                 f"cannot take the writer lock {lock_path(self.db_path)}: {exc.strerror}",
                 path=str(self.db_path),
             ) from None
@@ -75,6 +76,21 @@ class WriterLock:
         with contextlib.suppress(OSError):
             holder_path(self.db_path).write_text(json.dumps(info))
         return self
+
+    def _check_writable(self) -> None:
+        """filelock reports a lock file it cannot create as a lock held by someone else
+        (Timeout, or waiting forever with ``wait=True``): so that a read-only folder is
+        not mistaken for a running sync, make sure the file can be created first."""
+        path = lock_path(self.db_path)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write beside {self.db_path}: the lock file {path} cannot be created "
+                f"({exc.strerror})",
+                path=str(self.db_path),
+            ) from None
+        os.close(fd)
 
     def __exit__(
         self,

@@ -291,10 +291,18 @@ class Store:
                 timeout=BUSY_TIMEOUT_MS / 1000,
                 isolation_level=None,
             )
-            store = cls(conn, path, read_only=True)
-            store._check_version(store._user_version())
         except sqlite3.Error as exc:
             raise translate_error(exc, path) from None
+        store = cls(conn, path, read_only=True)
+        try:
+            store._check_version(store._user_version())
+            store._check_application()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise translate_error(exc, path) from None
+        except BaseException:
+            conn.close()
+            raise
         return store
 
     def _user_version(self) -> int:
@@ -308,18 +316,22 @@ class Store:
                 path=str(self.path),
             )
 
-    def _prepare(self) -> None:
-        conn = self.conn
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        version = self._user_version()
-        self._check_version(version)
-        app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
-        has_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+    def _check_application(self) -> None:
+        """Refuse a SQLite database with tables that another program made."""
+        app_id = int(self.conn.execute("PRAGMA application_id").fetchone()[0])
+        has_tables = self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
         if has_tables and app_id != APPLICATION_ID:
             raise StoreCorrupt(
                 f"{self.path} is a SQLite database of another program; it was left untouched",
                 path=str(self.path),
             )
+
+    def _prepare(self) -> None:
+        conn = self.conn
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        version = self._user_version()
+        self._check_version(version)
+        self._check_application()
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL is durable across application crashes in WAL mode; only power loss can
         # lose the last transactions, never corrupt the file.
@@ -606,6 +618,13 @@ class Store:
     def start_run(self, mode: str, product_filter: Sequence[int], since: str | None) -> int:
         if self.read_only:
             return 0
+        # Runs start only under the writer lock, so a run still marked running is one whose
+        # process died (kill -9, a crash) before it could record how it ended.
+        self._write(
+            "UPDATE sync_runs SET status = 'failed', error = coalesce(error, ?) "
+            "WHERE status = 'running'",
+            ("the process ended before the run finished (killed or crashed)",),
+        )
         cursor = self._write(
             "INSERT INTO sync_runs (mode, status, started_at, product_filter, since) "
             "VALUES (?, 'running', ?, ?, ?)",
@@ -640,9 +659,9 @@ class Store:
     def table_counts(self) -> dict[str, int]:
         """Rows per mirror table, not counting rows marked gone upstream."""
         return {
-            table: self.conn.execute(
-                f"SELECT count(*) FROM {table} WHERE deleted_upstream_at IS NULL"
-            ).fetchone()[0]
+            table: self.query(
+                f"SELECT count(*) AS n FROM {table} WHERE deleted_upstream_at IS NULL"
+            )[0]["n"]
             for table in MIRROR_TABLES
         }
 

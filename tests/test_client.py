@@ -133,7 +133,9 @@ def test_classify_status(status: int, outcome: Outcome) -> None:
 
 def test_attempts_allowed_gives_500_its_own_smaller_budget() -> None:
     options = ClientOptions(max_attempts=5, max_attempts_500=2)
-    assert attempts_allowed(500, options) == 2
+    assert attempts_allowed(500, options, salvageable=True) == 2
+    assert attempts_allowed(500, options) == 5  # nobody can salvage a detail or bug batch
+    assert attempts_allowed(503, options, salvageable=True) == 5
     assert attempts_allowed(503, options) == 5
     assert attempts_allowed(524, options) == 5
     assert attempts_allowed(None, options) == 5
@@ -465,6 +467,21 @@ async def test_a_persistent_500_fails_fast_after_max_attempts_500() -> None:
     assert calls == 2
     assert caught.value.status_code == 500
     assert str(caught.value).endswith("HTTP 500 after 2 attempts")
+
+
+@pytest.mark.anyio
+async def test_a_500_outside_list_pages_gets_the_full_budget() -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(500)
+
+    async with make_client(handler, max_attempts=5, max_attempts_500=2) as client:
+        with pytest.raises(ServiceError):
+            await client.test(77)
+    assert calls == 5
 
 
 @pytest.mark.anyio
