@@ -41,7 +41,10 @@ def _fail(exc: BaseException, code: int = 1) -> NoReturn:
 def _mirror(ctx: click.Context) -> api.Mirror:
     options = ctx.find_root().params
     return api.Mirror(
-        options.get("db"), base_url=options.get("base_url"), wait=options.get("wait") or False
+        options.get("db"),
+        base_url=options.get("base_url"),
+        wait=options.get("wait") or False,
+        keep_backups=options.get("keep_backups") or 1,
     )
 
 
@@ -89,8 +92,15 @@ def _print_result(result: SyncResult) -> None:
     "--base-url", envvar="TESTIO_CUSTOMER_API_BASE_URL", help="API base URL, path prefix included."
 )
 @click.option("--wait", is_flag=True, help="Wait for a running sync instead of failing at once.")
+@click.option(
+    "--keep-backups",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="How many pre-nuke backups to keep beside the database.",
+)
 @click.version_option(package_name="testio-toolkit")
-def cli(db: str | None, base_url: str | None, wait: bool) -> None:
+def cli(db: str | None, base_url: str | None, wait: bool, keep_backups: int) -> None:
     """Mirror a TestIO account into SQLite.
 
     The token comes from TESTIO_CUSTOMER_API_TOKEN (or a .env file), never from the command

@@ -283,3 +283,13 @@ def test_readers_see_the_new_database_after_a_nuke(mirror: tt.Mirror, sandbox: S
     mirror.nuke(confirm=True)
 
     assert not set(gone) & set(mirror.tests(include_deleted=True)["id"])
+
+
+def test_keep_backups_keeps_that_many_of_the_newest(sandbox: Sandbox, db_path: Path) -> None:
+    env = cli_env(sandbox, db_path)
+    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    for _ in range(3):
+        result = run_cli("--keep-backups", "2", "sync", "--nuke", "--yes", "--no-progress", env=env)
+        assert result.returncode == 0, result.stderr
+
+    assert len(list(db_path.parent.glob("mirror.backup-*.db"))) == 2
