@@ -23,6 +23,7 @@ Each mode has an async twin with an ``a`` prefix for code that already runs in a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterable
@@ -199,58 +200,39 @@ class Mirror:
                 "path (TESTIO_DB_PATH) for this account"
             )
 
-    def _bars(self, progress: bool | None, extra: ProgressCallback | None) -> ProgressCallback:
-        bars = ProgressBars(disable=not (self.progress if progress is None else progress))
-
-        def emit(event: Any) -> None:
-            bars(event)
-            if extra is not None:
-                extra(event)
-
-        emit.close = bars.close  # type: ignore[attr-defined]
-        return emit
+    def _bars(self, progress: bool | None, forward: ProgressCallback | None) -> ProgressBars:
+        shown = self.progress if progress is None else progress
+        return ProgressBars(disable=not shown, forward=forward)
 
     async def _execute(
         self, plan: Plan, progress: bool | None, on_progress: ProgressCallback | None
     ) -> SyncResult:
         check_database_file(self.path)
-        emit = self._bars(progress, on_progress)
-        try:
+        # A dry run takes no lock and opens the file read-only: it cannot write.
+        lock = (
+            contextlib.nullcontext()
+            if plan.dry_run
+            else WriterLock(self.path, mode=plan.mode, wait=self.wait)
+        )
+        open_store = Store.open_read_only if plan.dry_run else Store.open
+        with self._bars(progress, on_progress) as emit, lock:
+            if not plan.dry_run:
+                backups.clean_leftovers(self.path)
             async with self._client() as client:
-                if plan.dry_run:
-                    # A dry run takes no lock and opens the file read-only: it cannot write.
-                    accounts = await client.products()
-                    selected = select_products(accounts, plan.product_ids)
-                    with Store.open_read_only(self.path) as store:
-                        if store.get_meta("source") not in (None, self.source):
-                            self._check_source(store)
-                        return await run_plan(
-                            client,
-                            store,
-                            plan,
-                            accounts,
-                            selected,
-                            source=self.source,
-                            on_progress=emit,
-                        )
-                with WriterLock(self.path, mode=plan.mode, wait=self.wait):
-                    backups.clean_leftovers(self.path)
-                    # Ask the service first: a bad token or product id must not touch the file.
-                    accounts = await client.products()
-                    selected = select_products(accounts, plan.product_ids)
-                    with Store.open(self.path) as store:
-                        self._check_source(store)
-                        return await run_plan(
-                            client,
-                            store,
-                            plan,
-                            accounts,
-                            selected,
-                            source=self.source,
-                            on_progress=emit,
-                        )
-        finally:
-            emit.close()  # type: ignore[attr-defined]
+                # Ask the service first: a bad token or product id must not touch the file.
+                accounts = await client.products()
+                selected = select_products(accounts, plan.product_ids)
+                with open_store(self.path) as store:
+                    self._check_source(store)
+                    return await run_plan(
+                        client,
+                        store,
+                        plan,
+                        accounts,
+                        selected,
+                        source=self.source,
+                        on_progress=emit,
+                    )
 
     # -- the three modes ------------------------------------------------------------------
 
@@ -343,8 +325,7 @@ class Mirror:
         plan = backups.make_plan(self.path, ids, self.keep_backups, self.source)
         if dry_run or not confirm:
             return plan
-        emit = self._bars(progress, on_progress)
-        try:
+        with self._bars(progress, on_progress) as emit:
             async with self._client() as client:
                 with WriterLock(self.path, mode="nuke", wait=self.wait):
                     backups.clean_leftovers(self.path)
@@ -357,8 +338,6 @@ class Mirror:
                     if ids:
                         return await self._nuke_products(client, work, accounts, selected, emit)
                     return await self._nuke_all(client, work, accounts, selected, emit)
-        finally:
-            emit.close()  # type: ignore[attr-defined]
 
     def nuke(
         self,

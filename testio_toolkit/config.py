@@ -20,7 +20,7 @@ same data folder, so sandbox data can never land in the database of a real accou
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +105,6 @@ class Settings:
     sandbox_preset: str = "small"
     # True when db_path is our default: then its folder is ours to create.
     db_path_is_default: bool = False
-    options: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def sandbox(self) -> bool:

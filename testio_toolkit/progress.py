@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .results import ProgressEvent
+from .results import ProgressCallback, ProgressEvent
 
 PHASES = {
     "products": "products",
@@ -29,13 +29,22 @@ PHASES = {
 class ProgressBars:
     """One bar per phase, created on the first event of that phase."""
 
-    def __init__(self, *, disable: bool = False, leave: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        disable: bool = False,
+        leave: bool = True,
+        forward: ProgressCallback | None = None,
+    ) -> None:
         self.disable = disable
         self.leave = leave
+        self.forward = forward  # another listener (the panel) that gets every event too
         self._bars: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def __call__(self, event: ProgressEvent) -> None:
+        if self.forward is not None:
+            self.forward(event)
         if self.disable or event.phase not in PHASES:
             return
         with self._lock:

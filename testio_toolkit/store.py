@@ -675,10 +675,6 @@ class Store:
             "FROM products p ORDER BY p.id"
         )
 
-    def total_changes(self) -> int:
-        """SQLite's count of rows changed through this connection (for tests and dry runs)."""
-        return self.conn.total_changes
-
     # -- whole-mirror operations (nuke) ---------------------------------------------------
 
     def copy_history_from(self, other: Path) -> None:
