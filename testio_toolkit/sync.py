@@ -50,7 +50,7 @@ Mode = Literal["sync", "refresh", "nuke"]
 # few list shifts, smaller than a page, so a no-change sync costs one page per product.
 STOP_AFTER_KNOWN = 10
 # Pages of one product requested ahead of the one being processed in a full read.
-PREFETCH_PAGES = 3
+PREFETCH_PAGES = 1
 # Window sizes tried, in order, when a list page answers 500 (each divides the one before).
 SALVAGE_SIZES = (5, 1)
 
@@ -95,12 +95,14 @@ class _ProductRun:
     report: ProductReport
     held: dict[int, TestState]
     open_entries: list[dict[str, Any]]
-    full_read: bool
+    backfilled: bool  # the whole list was read once: `held` is the product's size
+    full_read: bool = True
     seen: set[int] = field(default_factory=set)
     order: dict[int, int | None] = field(
         default_factory=dict
     )  # offset -> test id (None: unreadable)
     need_bugs: set[int] = field(default_factory=set)
+    bug_tasks: list[asyncio.Task[None]] = field(default_factory=list)
     listing_complete: bool = False
     unreadable_positions: list[tuple[int, str]] = field(default_factory=list)
 
@@ -247,16 +249,23 @@ class Engine:
             report=report,
             held=self.store.test_states(pid),
             open_entries=open_entries,
-            full_read=self.full or bool(open_entries) or not self.store.backfill_complete(pid),
+            backfilled=self.store.backfill_complete(pid),
         )
-        await self._list_tests(run)
-        if not self.full:
-            await self._reread_changeable(run)
-        self._retry_logged_records(run)
-        await self._read_bugs(run)
-        await self._read_features(run)
-        if self.full and run.listing_complete and not run.unreadable_positions:
-            await self._mark_gone_tests(run)
+        run.full_read = self.full or bool(open_entries) or not run.backfilled
+        try:
+            await self._list_tests(run)
+            if not self.full:
+                await self._reread_changeable(run)
+            self._retry_logged_records(run)
+            await self._read_bugs(run)
+            await self._read_features(run)
+            if self.full and run.listing_complete and not run.unreadable_positions:
+                await self._mark_gone_tests(run)
+        except BaseException:
+            for task in run.bug_tasks:
+                task.cancel()
+            await asyncio.gather(*run.bug_tasks, return_exceptions=True)
+            raise
         self._settle_unreadable(run)
 
     # -- tests: the list ------------------------------------------------------------------
@@ -266,9 +275,9 @@ class Engine:
         ahead = PREFETCH_PAGES if run.full_read else 0
         # Where the list should end, from what we hold: reading ahead stops there, so a
         # refresh of an unchanged product asks for exactly the pages it needs. Unknown
-        # (an empty mirror): read ahead all the way.
+        # (never read to the end): read ahead all the way.
         live = sum(1 for state in run.held.values() if not state.gone)
-        last_expected = live // per_page + 1 if live else None
+        last_expected = live // per_page + 1 if run.backfilled else None
         tasks: dict[int, asyncio.Task[PageRead]] = {}
         known_in_a_row = 0
         page = 1
@@ -285,6 +294,9 @@ class Engine:
                 read = await tasks.pop(page)
                 rows, known_in_a_row, older = self._take_page(run, read, known_in_a_row)
                 self._write_tests(run, rows, page_done=read.ended)
+                if run.full_read:
+                    # A full read wants the bugs of every test: fetch them while paging on.
+                    self._start_bug_batches(run, whole_only=True)
                 if read.ended:
                     run.listing_complete = True
                     return
@@ -296,9 +308,14 @@ class Engine:
                 if not run.full_read and known_in_a_row >= STOP_AFTER_KNOWN:
                     return
                 page += 1
-        finally:
+        except BaseException:
             for task in tasks.values():
                 task.cancel()
+            raise
+        finally:
+            # Pages read ahead past the end are let finish, not cancelled: a cancelled
+            # request frees our slot while the service still works on it, so the service
+            # would see more requests in flight than our limit allows.
             if tasks:
                 await asyncio.gather(*tasks.values(), return_exceptions=True)
 
@@ -444,15 +461,25 @@ class Engine:
 
     # -- bugs -----------------------------------------------------------------------------
 
-    async def _read_bugs(self, run: _ProductRun) -> None:
-        due = sorted(run.need_bugs)
-        run.need_bugs.clear()
-        if not due:
-            return
+    def _start_bug_batches(self, run: _ProductRun, *, whole_only: bool) -> None:
+        """Start reading the bugs of the tests due, in batches; with ``whole_only``, leave
+        a last batch smaller than the batch size for later (more tests may join it)."""
         size = self.client.options.bug_batch_size
-        batches = [due[i : i + size] for i in range(0, len(due), size)]
-        self._emit("bugs", total=len(due))
-        await asyncio.gather(*(self._read_bug_batch(run, batch) for batch in batches))
+        due = sorted(run.need_bugs)
+        if whole_only:
+            due = due[: len(due) - len(due) % size]
+        run.need_bugs.difference_update(due)
+        if due:
+            self._emit("bugs", total=len(due))
+        for start in range(0, len(due), size):
+            batch = due[start : start + size]
+            run.bug_tasks.append(asyncio.ensure_future(self._read_bug_batch(run, batch)))
+
+    async def _read_bugs(self, run: _ProductRun) -> None:
+        """Read the bugs of every test still due, and wait for all batches started."""
+        self._start_bug_batches(run, whole_only=False)
+        tasks, run.bug_tasks = run.bug_tasks, []
+        await asyncio.gather(*tasks)
 
     async def _read_bug_batch(self, run: _ProductRun, test_ids: list[int]) -> None:
         try:
