@@ -15,6 +15,7 @@ Exit codes: 0 success, 1 failed or partial, 2 usage error, 130 interrupted.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -296,37 +297,44 @@ def problematic_clear(ctx: click.Context, products: tuple[int, ...]) -> None:
 @click.option("--port", default=0, show_default=True, help="0 picks a free port.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--latency-ms", default=0.0, show_default=True, help="Added to every request.")
-@click.option("--error-rate", default=0.0, help="Fraction of requests answering 5xx.")
-@click.option("--rate-limit-rate", default=0.0, help="Fraction of requests answering 429.")
-@click.option("--drop-rate", default=0.0, help="Fraction of connections dropped.")
 @click.option("--poison", type=int, multiple=True, help="Test id whose list windows fail.")
-@click.option("--bugs-524-over", type=int, default=None, help="bugs requests with more ids: 524.")
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Any fault switch of testio_toolkit.sandbox.Faults (repeatable), e.g. "
+    "error_rate=0.1, drop_rate=0.05, rate_limit_next=3, retry_after_format=http-date, "
+    "bugs_524_over=5, hang_rate=0.01, fail_after=100, garbage_rate=0.02, unauthorized=true.",
+)
 def sandbox(
     preset: str,
     port: int,
     seed: int,
     latency_ms: float,
-    error_rate: float,
-    rate_limit_rate: float,
-    drop_rate: float,
     poison: tuple[int, ...],
-    bugs_524_over: int | None,
+    faults: tuple[str, ...],
 ) -> None:
     """Serve the bundled TestIO simulator on 127.0.0.1 until Ctrl-C.
 
-    Example: testio-toolkit sandbox --preset medium --port 8765 --latency-ms 50
+    Example: testio-toolkit sandbox --preset medium --latency-ms 50 --fault error_rate=0.1
     """
-    from .sandbox import Faults, Sandbox
+    from .sandbox import Sandbox
 
-    faults = Faults(
-        latency_ms=latency_ms,
-        error_rate=error_rate,
-        rate_limit_rate=rate_limit_rate,
-        drop_rate=drop_rate,
-        poisoned_test_ids=set(poison),
-        bugs_524_over=bugs_524_over,
-    )
-    server = Sandbox(preset=preset, seed=seed, port=port, faults=faults)
+    switches: dict[str, Any] = {"poisoned_test_ids": set(poison)} if poison else {}
+    for item in faults:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--fault")
+        try:
+            switches[name.strip()] = json.loads(text)
+        except ValueError:
+            switches[name.strip()] = text  # a plain word such as http-date
+    server = Sandbox(preset=preset, seed=seed, port=port, latency_ms=latency_ms)
+    try:
+        server.set_faults(**switches)
+    except (TypeError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from None
     server.start()
     click.echo(f"Sandbox ({preset}) serving at {server.url}")
     click.echo(f"export TESTIO_CUSTOMER_API_BASE_URL={server.url}")

@@ -181,3 +181,41 @@ def test_every_command_documents_itself_with_an_example() -> None:
 
     for name, command in commands(cli):
         assert "Example:" in (command.help or ""), f"`{name}` has no example in its help"  # type: ignore[attr-defined]
+
+
+def test_the_sandbox_command_serves_with_faults_switched_at_start_up() -> None:
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "testio_toolkit", "sandbox", "--fault", "unauthorized=true"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = line.split(" serving at ")[1].strip()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                answer = httpx.get(f"{url}/products", headers={"Authorization": "Token x"})
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert answer.status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_an_unknown_fault_switch_is_a_usage_error() -> None:
+    result = run_cli("sandbox", "--fault", "no_such_fault=1", env=dict(os.environ))
+
+    assert result.returncode == 2
+    assert "no_such_fault" in result.stderr
