@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -91,6 +92,11 @@ def run_cli(
         timeout=timeout,
         stdin=stdin,
     )
+
+
+def digest(path: Path) -> str:
+    """The file's content, as a hash: equal digests mean a byte-identical file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def table_rows(path: Path, table: str) -> dict[int, dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 from pathlib import Path
@@ -11,11 +10,7 @@ import pytest
 
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import cli_env, run_cli
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+from .conftest import cli_env, digest, run_cli
 
 
 def test_sync_without_a_token_uses_the_sandbox_and_its_own_database(tmp_path: Path) -> None:

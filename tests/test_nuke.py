@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import subprocess
 import sys
@@ -17,11 +16,7 @@ from testio_toolkit.backups import NukePlan
 from testio_toolkit.errors import RebuildFailed, SyncInProgress
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import assert_mirror_equals_truth, cli_env, make_mirror, run_cli
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+from .conftest import assert_mirror_equals_truth, cli_env, digest, make_mirror, run_cli
 
 
 def dump(path: Path) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import sqlite3
@@ -13,12 +12,8 @@ import pytest
 from testio_toolkit.rows import to_utc
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import assert_mirror_equals_truth, cli_env, make_mirror, run_cli, table_rows
+from .conftest import assert_mirror_equals_truth, cli_env, digest, make_mirror, run_cli, table_rows
 from .test_sync import logged_writes, sorted_test_ids, watch_writes
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def annotate(path: Path) -> None:

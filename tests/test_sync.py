@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import sqlite3
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 from testio_toolkit.rows import is_final, to_utc
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import assert_mirror_equals_truth, make_mirror
+from .conftest import assert_mirror_equals_truth, digest, make_mirror
 
 WATCHED = ("products", "tests", "bugs", "features")
 
@@ -162,22 +161,18 @@ def test_since_limits_the_work(sandbox: Sandbox, db_path: Path) -> None:
     assert set(stored) == expected
 
 
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def test_dry_run_leaves_the_database_file_unchanged(sandbox: Sandbox, db_path: Path) -> None:
     mirror = make_mirror(sandbox, db_path)
     mirror.sync()
     sandbox.add_tests(next(iter(sandbox.truth().products)), count=3)
-    before = file_digest(db_path)
+    before = digest(db_path)
 
     result = mirror.sync(dry_run=True)
 
     assert result.dry_run
     assert result.tests.added == 3
-    assert file_digest(db_path) == before
-    assert not db_path.with_name(db_path.name + "-wal").exists() or file_digest(db_path) == before
+    assert digest(db_path) == before
+    assert not db_path.with_name(db_path.name + "-wal").exists() or digest(db_path) == before
 
 
 def test_dry_run_on_a_missing_database_creates_nothing(sandbox: Sandbox, db_path: Path) -> None:
