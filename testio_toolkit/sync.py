@@ -430,6 +430,11 @@ class Engine:
                         run.report.bugs.marked_gone += self.store.mark_gone("bugs", bugs, self.now)
                 return
             except ServiceError as exc:
+                if exc.status_code == 500 and run.unreadable_positions:
+                    # Most likely the broken record the list could not serve either: it is
+                    # logged once, as that position, and the next run reads the product in
+                    # full anyway.
+                    return
                 self._log(run, "test", record_id=test_id, error=str(exc))
                 return
             row = test_row(item, run.id, self.now)

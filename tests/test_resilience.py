@@ -147,6 +147,31 @@ def test_poisoned_records_are_logged_once_with_neighbours_and_read_by_problemati
     assert_mirror_equals_truth(db_path, sb)
 
 
+def test_a_stored_test_that_turns_unreadable_is_logged_once(sb: Sandbox, db_path: Path) -> None:
+    mirror = make_mirror(sb, db_path)
+    mirror.sync()
+    product_id = products(sb)[0]
+    # A changeable test on the first page: the list cannot serve it, nor can its detail.
+    first_page = sb.test_ids(product_id)[:25]
+    truth = sb.truth()
+    victim = next(
+        t for t in first_page if truth.tests[t]["status"] not in ("archived", "cancelled")
+    )
+    sb.set_faults(poisoned_test_ids={victim})
+
+    result = mirror.sync()
+
+    assert result.status == "partial"
+    entries = open_entries(db_path)
+    assert len(entries) == 1
+    assert entries[0]["kind"] == "position"
+    assert entries[0]["product_id"] == product_id
+    sb.clear_faults()
+    assert mirror.retry_unreadable() is not None
+    assert open_entries(db_path) == []
+    assert_mirror_equals_truth(db_path, sb)
+
+
 def test_a_salvaged_short_page_is_not_taken_for_the_end_of_the_list(
     sb: Sandbox, db_path: Path
 ) -> None:
