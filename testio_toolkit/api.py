@@ -124,6 +124,7 @@ class Mirror:
     :param token: API token (default: ``TESTIO_CUSTOMER_API_TOKEN``; none: the sandbox)
     :param base_url: the API's base URL, path prefix included
     :param products: default product filter (``TESTIO_PRODUCT_IDS``)
+    :param sandbox: read the bundled sandbox even when a token is configured
     :param keep_backups: how many nuke backups to keep beside the database
     :param client_options: concurrency, timeouts and retry budgets
     :param progress: show progress bars by default
@@ -138,6 +139,7 @@ class Mirror:
         token: str | None = None,
         base_url: str | None = None,
         products: Products = None,
+        sandbox: bool = False,
         sandbox_preset: str = "small",
         keep_backups: int = 1,
         client_options: ClientOptions | None = None,
@@ -147,6 +149,9 @@ class Mirror:
         settings = Settings.load(
             token=token, base_url=base_url, db_path=db_path, product_ids=_ids(products)
         )
+        if sandbox:
+            # Demos and trials: the bundled sandbox even where a token is configured.
+            settings = settings.with_(token=None)
         self.settings = settings.with_(sandbox_preset=sandbox_preset)
         if settings.db_path_is_default:
             # The per-user data folder is ours; a folder the user named is not.

@@ -170,3 +170,12 @@ def test_result_status_and_repr_say_what_matters() -> None:
     assert "SANDBOX" in repr(result)
     assert "HTTP 503" in result._repr_html_()
     assert list(result.to_frame()["status"]) == ["success", "failed"]
+
+
+def test_sandbox_true_ignores_a_configured_token(tmp_path: Path) -> None:
+    import testio_toolkit as tt
+
+    mirror = tt.Mirror(tmp_path / "m.db", token="a-real-token", sandbox=True)
+
+    assert mirror.sandbox
+    assert mirror.source == "sandbox"
