@@ -16,8 +16,10 @@ import contextlib
 import json
 import os
 import socket
+import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from filelock import FileLock, Timeout
 
@@ -33,13 +35,41 @@ def holder_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".lock.json")
 
 
-def describe_holder(db_path: Path) -> str:
-    """'a refresh (pid 4242 on host, since 2026-11-27T08:00:00Z)', or a vaguer text."""
+# How long a refused process waits for the holder's note: the holder writes it just after
+# taking the lock, so a process refused in between would otherwise name nobody.
+NOTE_GRACE_SECONDS = 1.0
+
+
+def _read_note(db_path: Path) -> dict[str, Any] | None:
     try:
         info = json.loads(holder_path(db_path).read_text())
-        return f"a {info['mode']} (pid {info['pid']} on {info['host']}, since {info['since']})"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or not {"mode", "pid", "host", "since"} <= set(info):
+        return None
+    if info["host"] == socket.gethostname() and not _alive(info["pid"]):
+        return None  # left by a holder that died; the new holder is about to replace it
+    return info
+
+
+def _alive(pid: object) -> bool:
+    try:
+        os.kill(int(str(pid)), 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError):
+        return True  # exists but not ours, or unreadable: do not claim it is dead
+    return True
+
+
+def describe_holder(db_path: Path) -> str:
+    """'a refresh (pid 4242 on host, since 2026-11-27T08:00:00Z)', or a vaguer text."""
+    deadline = time.monotonic() + NOTE_GRACE_SECONDS
+    while (info := _read_note(db_path)) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if info is None:
         return "another sync"
+    return f"a {info['mode']} (pid {info['pid']} on {info['host']}, since {info['since']})"
 
 
 class WriterLock:

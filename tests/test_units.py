@@ -179,3 +179,40 @@ def test_sandbox_true_ignores_a_configured_token(tmp_path: Path) -> None:
 
     assert mirror.sandbox
     assert mirror.source == "sandbox"
+
+
+def test_a_refused_writer_names_a_holder_whose_note_comes_a_moment_late(tmp_path: Path) -> None:
+    import json
+    import os
+    import socket
+    import threading
+
+    from filelock import FileLock
+
+    from testio_toolkit.errors import SyncInProgress
+    from testio_toolkit.lock import WriterLock, holder_path, lock_path
+
+    db = tmp_path / "m.db"
+    note = {"mode": "refresh", "pid": os.getpid(), "host": socket.gethostname(), "since": "now"}
+    # A holder between taking the lock and writing its note (another process in real life;
+    # filelock is per-thread here, so a second thread holds it).
+    taken, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with FileLock(str(lock_path(db))):
+            taken.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    taken.wait(5)
+    timer = threading.Timer(0.2, lambda: holder_path(db).write_text(json.dumps(note)))
+    timer.start()
+    try:
+        expected = f"a refresh \\(pid {os.getpid()} on "
+        with pytest.raises(SyncInProgress, match=expected), WriterLock(db, mode="sync"):
+            pass
+    finally:
+        release.set()
+        thread.join()
+        timer.join()
