@@ -337,7 +337,8 @@ class Mirror:
                     accounts = await client.products()
                     selected = select_products(accounts, ids)
                     if self.path.exists():
-                        with Store.open(self.path) as store:
+                        # Only a check: the rebuild must not touch the current file.
+                        with Store.open_read_only(self.path) as store:
                             self._check_source(store)
                     work = Plan(mode="nuke", product_ids=ids)
                     if ids:

@@ -256,7 +256,7 @@ class Engine:
             await self._list_tests(run)
             if not self.full:
                 await self._reread_changeable(run)
-            self._retry_logged_records(run)
+            self._queue_unread_bugs(run)
             await self._read_bugs(run)
             await self._read_features(run)
             if self.full and run.listing_complete and not run.unreadable_positions:
@@ -452,14 +452,13 @@ class Engine:
             and test_id not in run.seen
             and in_window(state.end_at, self.plan.since)
         ]
+        # A test found this way was hidden by a shifting list; writing it queues its bugs.
         await self._read_details(run, missing, mark_missing=True)
-        # Tests found this way were hidden by a shifting list: read their bugs too.
-        found = [test_id for test_id in missing if test_id in run.seen]
-        run.need_bugs.update(found)
         await self._read_bugs(run)
 
-    def _retry_logged_records(self, run: _ProductRun) -> None:
-        """Bugs never read completely (a failed batch, an interrupted run) are read now."""
+    def _queue_unread_bugs(self, run: _ProductRun) -> None:
+        """Tests whose bugs were never read completely (a failed batch, an interrupted run)
+        get them read now."""
         for test_id, state in run.held.items():
             if not state.bugs_read and not state.gone and in_window(state.end_at, self.plan.since):
                 run.need_bugs.add(test_id)

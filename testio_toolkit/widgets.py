@@ -238,16 +238,9 @@ class _Controls:
 
     def _coroutine(self, mode: Mode, options: JobOptions) -> Coroutine[Any, Any, Outcome]:
         mirror, emit = self.mirror, self._on_progress
-        if mode == "sync":
-            return mirror.async_(
-                options.products,
-                options.since,
-                dry_run=options.dry_run,
-                progress=False,
-                on_progress=emit,
-            )
-        if mode == "refresh":
-            return mirror.arefresh(
+        if mode in ("sync", "refresh"):
+            run = mirror.async_ if mode == "sync" else mirror.arefresh
+            return run(
                 options.products,
                 options.since,
                 dry_run=options.dry_run,
