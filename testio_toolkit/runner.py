@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import signal
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from types import FrameType
 from typing import Any, TypeVar
 
 from .errors import Cancelled
@@ -53,8 +56,8 @@ def run_in_background(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future
 def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on the toolkit's loop and wait for it.
 
-    Ctrl-C (KeyboardInterrupt) while waiting cancels the coroutine, waits briefly for it to
-    record the cancellation and release its lock, then raises ``Cancelled``.
+    Ctrl-C while waiting cancels the coroutine, waits briefly for it to record the
+    cancellation and release its lock, then raises ``Cancelled``.
     """
     if threading.current_thread().name == "testio-toolkit-loop":
         raise RuntimeError("run_blocking() called from the toolkit's own loop; await instead")
@@ -67,19 +70,47 @@ def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
             finished.set()
 
     future = run_in_background(tracked())
+    with _sigint_as_flag() as interrupted:
+        try:
+            # Short waits in a loop keep the main thread responsive to signals.
+            while not finished.wait(0.2) and not interrupted.is_set():
+                pass
+        except KeyboardInterrupt:
+            interrupted.set()  # SIGINT's handler was not ours (not the main thread, say)
+        if interrupted.is_set():
+            future.cancel()
+            # The future is marked cancelled at once; the task still has to unwind.
+            finished.wait(CANCEL_GRACE_SECONDS)
+            raise Cancelled("interrupted; the mirror is consistent and the run is marked cancelled")
     try:
-        # Short waits in a loop keep the main thread responsive to signals.
-        while True:
-            try:
-                return future.result(timeout=0.2)
-            except concurrent.futures.TimeoutError:
-                continue
-    except KeyboardInterrupt:
-        future.cancel()
-        # The future is marked cancelled at once; the task still has to unwind.
-        finished.wait(CANCEL_GRACE_SECONDS)
-        raise Cancelled(
-            "interrupted; the mirror is consistent and the run is marked cancelled"
-        ) from None
+        return future.result()
     except concurrent.futures.CancelledError:
         raise Cancelled("the run was cancelled") from None
+
+
+@contextlib.contextmanager
+def _sigint_as_flag() -> Iterator[threading.Event]:
+    """While waiting, let Ctrl-C set a flag instead of raising ``KeyboardInterrupt``.
+
+    Why: Python raises ``KeyboardInterrupt`` between any two bytecodes, and one that lands
+    inside ``threading.Condition.wait`` breaks the condition's lock ("cannot release
+    un-acquired lock"), so the run could not be cancelled cleanly. A handler that only sets
+    a flag never interrupts the wait. Installed only on the main thread and only over
+    Python's default handler, so a host that handles SIGINT itself keeps it.
+    """
+    interrupted = threading.Event()
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield interrupted
+        return
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        interrupted.set()
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
