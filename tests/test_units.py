@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
+from testio_toolkit import store as store_module
 from testio_toolkit.config import Secret, Settings
 from testio_toolkit.errors import ConfigError, SchemaTooNew, StoreCorrupt
 from testio_toolkit.results import Counts, ProductReport, SyncResult
@@ -129,6 +131,43 @@ def test_upsert_keeps_columns_a_user_added(tmp_path: Path) -> None:
         assert store.query("SELECT title, csm_note FROM tests") == [
             {"title": "changed", "csm_note": "mine"}
         ]
+
+
+def _write_ten_megabytes(store: Store) -> None:
+    # Well past SQLite's default autocheckpoint of 1,000 pages (4 MB).
+    rows = [make_test_row({"id": i, "title": "x" * 2000}, 9, "t0") for i in range(5000)]
+    with store.transaction():
+        store.upsert("tests", rows)
+
+
+def test_a_commit_never_checkpoints_and_closing_folds_the_wal_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "CHECKPOINT_EVERY_SECONDS", 3600)
+    path = tmp_path / "mirror.db"
+    with Store.open(path) as store:
+        empty = path.stat().st_size
+        _write_ten_megabytes(store)
+
+        assert path.stat().st_size == empty, "the writer checkpointed on its own commit"
+
+    assert path.stat().st_size > 10_000_000
+    assert not path.with_name("mirror.db-wal").exists()
+
+
+def test_the_wal_is_checkpointed_in_the_background_while_the_store_is_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "CHECKPOINT_EVERY_SECONDS", 0.05)
+    path = tmp_path / "mirror.db"
+    with Store.open(path) as store:
+        _write_ten_megabytes(store)
+        deadline = time.monotonic() + 10
+        while path.stat().st_size < 10_000_000 and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+        assert path.stat().st_size > 10_000_000, "no checkpoint ran while the store was open"
+        assert store.query("SELECT count(*) AS n FROM tests") == [{"n": 5000}]
 
 
 def test_a_database_from_a_newer_schema_is_refused(tmp_path: Path) -> None:
