@@ -565,7 +565,9 @@ async def test_real_sockets_timeout_and_dropped_connection_become_service_errors
         await reader.readuntil(b"\r\n\r\n")
         writer.close()
 
-    options = ClientOptions(timeout=0.05, max_attempts=2, backoff_base=0.001)
+    # Long enough that a loaded machine still connects and sends in time, so the timeout
+    # that fires is the read's.
+    options = ClientOptions(timeout=0.5, max_attempts=2, backoff_base=0.001)
     for serve, says in [(hang, "timed out (ReadTimeout)"), (hang_up, "connection was dropped")]:
         server = await asyncio.start_server(serve, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
