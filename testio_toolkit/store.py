@@ -253,8 +253,9 @@ class _Checkpointer:
 
     Why: by default the connection that commits past 1,000 WAL pages runs the checkpoint
     itself, and its writes and fsync stall the sync's event loop (measured: a first sync of
-    the medium preset took 1.4x its floor with them, 1.2x without). A PASSIVE checkpoint on
-    a second connection never blocks the writer, and sqlite3 releases the GIL while it works.
+    the medium preset took 1.41x its floor that way, 1.13x with this thread; see
+    benchmarks/README.md). A PASSIVE checkpoint on a second connection never blocks the
+    writer, and sqlite3 releases the GIL while it works.
     """
 
     def __init__(self, path: Path) -> None:
