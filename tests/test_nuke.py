@@ -167,6 +167,23 @@ def test_a_failing_rebuild_leaves_the_database_exactly_as_it_was(
     assert not list(db_path.parent.glob("*.backup-*"))
 
 
+def rebuild_has_tests(db_path: Path) -> bool:
+    """Whether a nuke's rebuild file beside ``db_path`` holds some tests already."""
+    for build in db_path.parent.glob(f"{db_path.name}.rebuild-*"):
+        if build.name.endswith(("-wal", "-shm", "-journal")):
+            continue
+        try:
+            conn = sqlite3.connect(f"{build.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                if conn.execute("SELECT count(*) FROM tests").fetchone()[0] > 0:
+                    return True
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            pass  # not created yet, or no schema yet
+    return False
+
+
 def test_a_nuke_killed_part_way_leaves_the_database_intact(sandbox: Sandbox, db_path: Path) -> None:
     env = cli_env(sandbox, db_path)
     assert run_cli("sync", "--no-progress", env=env).returncode == 0
@@ -180,9 +197,9 @@ def test_a_nuke_killed_part_way_leaves_the_database_intact(sandbox: Sandbox, db_
         stdin=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
-    while not list(db_path.parent.glob("*.rebuild-*")) and time.monotonic() < deadline:
+    while not rebuild_has_tests(db_path) and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.5)  # well inside the rebuild
+    assert proc.poll() is None, "the nuke ended before it could be killed mid-rebuild"
     proc.kill()
     proc.wait(timeout=10)
     sandbox.clear_faults()
