@@ -42,6 +42,8 @@ def to_utc(value: Any) -> str | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+    if len(value) == 20 and value[10] == "T" and value[19] == "Z" and value[13] == value[16] == ":":
+        return value  # already our form (most are): skip formatting, which costs CPU
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
