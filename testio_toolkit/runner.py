@@ -69,23 +69,25 @@ def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
         finally:
             finished.set()
 
-    future = run_in_background(tracked())
+    # The handler goes in first: a Ctrl-C just after the start must cancel the run too.
     with _sigint_as_flag() as interrupted:
+        future = run_in_background(tracked())
         try:
             # Short waits in a loop keep the main thread responsive to signals.
             while not finished.wait(0.2) and not interrupted.is_set():
                 pass
         except KeyboardInterrupt:
             interrupted.set()  # SIGINT's handler was not ours (not the main thread, say)
-        if interrupted.is_set():
+        if interrupted.is_set() and not finished.is_set():
             future.cancel()
             # The future is marked cancelled at once; the task still has to unwind.
             finished.wait(CANCEL_GRACE_SECONDS)
             raise Cancelled("interrupted; the mirror is consistent and the run is marked cancelled")
-    try:
-        return future.result()
-    except concurrent.futures.CancelledError:
-        raise Cancelled("the run was cancelled") from None
+        # Finished (a Ctrl-C that came as it ended is too late to cancel it): its outcome.
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise Cancelled("the run was cancelled") from None
 
 
 @contextlib.contextmanager
