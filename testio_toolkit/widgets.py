@@ -20,18 +20,24 @@ done-callback shows the result or the error, refreshes the status and enables th
 goes); the red **Delete and rebuild** button is enabled only while the box holds the word
 ``nuke``, and **Cancel** closes the confirmation and changes nothing.
 
+**Stop** (enabled while a job runs) is the panel's Ctrl-C: a kernel interrupt cannot reach a
+job on the loop thread, so the button cancels it there. The run unwinds as after Ctrl-C: what
+was committed stays consistent, the run is recorded as cancelled, the lock is released, and a
+stopped nuke leaves the database as it was.
+
 ipywidgets is imported only when a widget is built, so ``import testio_toolkit`` works
 without it; building one without it raises ImportError saying ``pip install ipywidgets``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
@@ -171,6 +177,13 @@ class _Controls:
         self.confirm_text.observe(self._on_confirm_text, names="value")
         self.confirm_button.on_click(self._on_confirm)
         self.cancel_button.on_click(self._on_cancel)
+        self.stop_button: Widget = w.Button(
+            description="Stop",
+            icon="stop",
+            disabled=True,
+            tooltip="Cancel the running job; the mirror stays consistent",
+        )
+        self.stop_button.on_click(self._on_stop)
 
         self.job: Future[Outcome] | None = None
         self.result: Outcome | None = None
@@ -184,6 +197,12 @@ class _Controls:
         # The products of the plan on show: what the red button nukes, whatever the pickers
         # say by then. None when no plan is on show.
         self._pending_nuke: tuple[int, ...] | None = None
+        # The running job's task and loop, so Stop can cancel it; set from the loop thread.
+        self._task: asyncio.Task[Outcome] | None = None
+        self._task_loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested = threading.Event()
+        # Held while a job's end is shown, so a Stop pressed just then cannot write over it.
+        self._ending = threading.Lock()
 
     # -- what subclasses provide -----------------------------------------------------------
 
@@ -214,6 +233,21 @@ class _Controls:
         if not self._idle.wait(timeout):
             raise TimeoutError(f"the {self._running or 'job'} is still running after {timeout}s")
         return self.result
+
+    def stop(self) -> None:
+        """Stop the running job, as the Stop button does; no job running: nothing happens.
+
+        >>> panel.refresh_button.click(); panel.stop(); panel.wait()   # -> None, "Stopped"
+        """
+        with self._ending:
+            if not self.busy:
+                return
+            self._stop_requested.set()  # a job that has not started yet stops as it starts
+            task, loop = self._task, self._task_loop
+            if task is not None and loop is not None:
+                loop.call_soon_threadsafe(task.cancel)
+            self.stop_button.disabled = True
+            self.summary.value = "<i>Stopping...</i>"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         bundle: dict[str, Any] = self.widget._repr_mimebundle_(**kwargs)
@@ -265,11 +299,14 @@ class _Controls:
         self.progress.value, self.progress.max = 0, 1
         self.progress.description = mode
         self.progress_text.value = ""
-        coroutine = self._coroutine(mode, options)
+        self._stop_requested.clear()
+        job = self._coroutine(mode, options)
+        coroutine = self._stoppable(job)
         try:
             future = run_in_background(coroutine)
         except BaseException as exc:
             coroutine.close()  # never started: no "was never awaited" warning
+            job.close()
             self._show_error(exc)
             self._running = None
             self._set_buttons(busy=False)
@@ -277,6 +314,21 @@ class _Controls:
             return
         self.job = future
         future.add_done_callback(self._finished)
+
+    async def _stoppable(self, job: Coroutine[Any, Any, Outcome]) -> Outcome:
+        """Run ``job`` as a task that Stop can cancel (on the loop thread)."""
+        self._task_loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        try:
+            if self._stop_requested.is_set():
+                job.close()
+                raise asyncio.CancelledError
+            return await job
+        finally:
+            self._task = self._task_loop = None
+
+    def _on_stop(self, _button: Widget = None) -> None:
+        self.stop()
 
     def _on_progress(self, event: ProgressEvent) -> None:
         # Runs on the worker thread, inside the sync: a drawing problem must not stop it.
@@ -296,23 +348,26 @@ class _Controls:
         self.progress_text.value = html.escape(self._tally.text())
 
     def _finished(self, future: Future[Outcome]) -> None:
-        try:
-            self._draw_progress()
+        with self._ending:
             try:
-                outcome = future.result()
-            except BaseException as exc:
-                self._show_error(exc)
-                self.progress.bar_style = "danger"
-            else:
-                self._show_outcome(outcome)
-            try:
-                self._after_job()
-            except Exception as exc:
-                self._show_error(exc, append=True)
-        finally:
-            self._running = None
-            self._set_buttons(busy=False)
-            self._idle.set()
+                self._draw_progress()
+                try:
+                    outcome = future.result()
+                except CancelledError:
+                    self._show_stopped()
+                except BaseException as exc:
+                    self._show_error(exc)
+                    self.progress.bar_style = "danger"
+                else:
+                    self._show_outcome(outcome)
+                try:
+                    self._after_job()
+                except Exception as exc:
+                    self._show_error(exc, append=True)
+            finally:
+                self._running = None
+                self._set_buttons(busy=False)
+                self._idle.set()
 
     def _show_outcome(self, outcome: Outcome) -> None:
         self.result = outcome
@@ -322,6 +377,19 @@ class _Controls:
                 outcome.status, "danger"
             )
         self.summary.value = _outcome_html(outcome)
+
+    def _show_stopped(self) -> None:
+        self.progress.bar_style = "warning"
+        kept = (
+            "the database is as it was, and the half-built mirror was removed"
+            if self._running == "nuke"
+            else "what it wrote is kept, consistent, and the run is recorded as cancelled in "
+            "<code>tt.runs()</code>; the next run continues from there"
+        )
+        self.summary.value = (
+            f"<p><b>Stopped.</b> The {html.escape(self._running or 'job')} was cancelled: "
+            f"{kept}.</p>"
+        )
 
     def _show_error(self, exc: BaseException, *, append: bool = False) -> None:
         """Show ``exc`` in the error line; ``append`` keeps what is shown (summary included)."""
@@ -342,6 +410,7 @@ class _Controls:
     def _set_buttons(self, *, busy: bool) -> None:
         for button in self.buttons.values():
             button.disabled = busy
+        self.stop_button.disabled = not busy
         self.cancel_button.disabled = busy
         self.confirm_button.disabled = busy or self.confirm_text.value != CONFIRM_WORD
 
@@ -420,8 +489,9 @@ class Panel(_Controls):
     >>> panel.confirm_text.value = "nuke"; panel.confirm_button.click(); panel.wait()
 
     Widgets, for code and tests: ``sync_button``, ``refresh_button``, ``nuke_button``,
-    ``confirm_text``, ``confirm_button``, ``cancel_button``, ``products_picker`` (empty means
-    all), ``since_picker``, ``dry_run_checkbox``, ``progress``, ``summary``, ``error``,
+    ``confirm_text``, ``confirm_button``, ``cancel_button``, ``stop_button``,
+    ``products_picker`` (empty means all), ``since_picker``, ``dry_run_checkbox``,
+    ``progress``, ``summary``, ``error``,
     ``status_html``; ``widget`` is the root box; ``job`` the Future of the running or last
     job; ``result`` its outcome.
     """
@@ -458,7 +528,7 @@ class Panel(_Controls):
                 w.HTML("<h4 style='margin:0'>TestIO mirror</h4>"),
                 self.status_html,
                 pickers,
-                w.HBox([self.sync_button, self.refresh_button, self.nuke_button]),
+                w.HBox([self.sync_button, self.refresh_button, self.nuke_button, self.stop_button]),
                 self.confirmation,
                 w.HBox([self.progress, self.progress_text]),
                 self.summary,
@@ -512,8 +582,9 @@ class ActionButton(_Controls):
     >>> b = tt.nuke_button(); b.button.click() # shows the plan and the confirmation
     >>> b.confirm_text.value = "nuke"; b.confirm_button.click(); b.wait()
 
-    Attributes: ``button``, ``progress``, ``summary``, ``error``, ``job``, ``result``,
-    ``wait()``; the nuke button also ``confirm_text``, ``confirm_button``, ``cancel_button``.
+    Attributes: ``button``, ``stop_button``, ``progress``, ``summary``, ``error``, ``job``,
+    ``result``, ``wait()``, ``stop()``; the nuke button also ``confirm_text``,
+    ``confirm_button``, ``cancel_button``.
     """
 
     def __init__(
@@ -532,7 +603,7 @@ class ActionButton(_Controls):
         if mode == "nuke":
             self.button.button_style = "warning"
         self._fixed = JobOptions(products=products, since=since, dry_run=dry_run)
-        parts = [self.button]
+        parts = [w.HBox([self.button, self.stop_button])]
         if mode == "nuke":
             parts.append(self.confirmation)
         parts += [w.HBox([self.progress, self.progress_text]), self.summary, self.error]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -308,3 +310,68 @@ def test_a_dry_run_nuke_shows_the_plan_without_asking(synced: tt.Mirror) -> None
     assert isinstance(panel.wait(), tt.NukePlan)
     assert "Dry run" in panel.summary.value and "Thrown away" in panel.summary.value
     assert files_beside(synced.path) == before
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def test_stop_cancels_a_running_refresh_and_the_next_refresh_completes(
+    sandbox: Sandbox, synced: tt.Mirror, db_path: Path
+) -> None:
+    panel = Panel(synced)
+    assert panel.stop_button.disabled  # nothing to stop
+    panel.stop()  # no job: nothing happens
+    assert panel.job is None
+
+    sandbox.set_faults(latency_ms=200)
+    panel.refresh_button.click()
+    assert not panel.stop_button.disabled
+    wait_until(
+        lambda: count(db_path, "SELECT count(*) FROM sync_runs WHERE status = 'running'") == 1,
+        "the refresh to start",
+    )
+    panel.stop_button.click()
+
+    assert panel.wait() is None
+    assert "Stopped." in panel.summary.value and "recorded as cancelled" in panel.summary.value
+    assert panel.error.value == "" and panel.last_error is None
+    assert panel.progress.bar_style == "warning"
+    assert not any(b.disabled for b in all_buttons(panel)) and panel.stop_button.disabled
+    runs = synced.runs()
+    assert sorted(zip(runs["mode"], runs["status"], strict=True)) == [
+        ("refresh", "cancelled"),
+        ("sync", "success"),
+    ]
+
+    sandbox.clear_faults()
+    panel.refresh_button.click()  # the lock was released
+    again = panel.wait()
+    assert isinstance(again, tt.SyncResult) and again.status == "success"
+    assert (
+        count(db_path, "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check != 'ok'")
+        == 0
+    )
+
+
+def test_stop_during_a_nuke_leaves_the_database_as_it_was(
+    sandbox: Sandbox, synced: tt.Mirror, db_path: Path
+) -> None:
+    before = files_beside(db_path)
+    button = nuke_button(synced)
+    button.button.click()
+    button.confirm_text.value = "nuke"
+    sandbox.set_faults(latency_ms=200)
+    button.confirm_button.click()
+    wait_until(lambda: bool(list(db_path.parent.glob("*.rebuild-*"))), "the rebuild to start")
+    button.stop()
+
+    assert button.wait() is None
+    assert "Stopped." in button.summary.value and "as it was" in button.summary.value
+    assert button.error.value == ""
+    assert files_beside(db_path) == before
+    assert synced.backups() == []
