@@ -201,6 +201,7 @@ class _Controls:
         self._task: asyncio.Task[Outcome] | None = None
         self._task_loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested = threading.Event()
+        self._dry_run = False  # of the running or last job
         # Held while a job's end is shown, so a Stop pressed just then cannot write over it.
         self._ending = threading.Lock()
 
@@ -300,6 +301,7 @@ class _Controls:
         self.progress.description = mode
         self.progress_text.value = ""
         self._stop_requested.clear()
+        self._dry_run = options.dry_run
         job = self._coroutine(mode, options)
         coroutine = self._stoppable(job)
         try:
@@ -380,12 +382,15 @@ class _Controls:
 
     def _show_stopped(self) -> None:
         self.progress.bar_style = "warning"
-        kept = (
-            "the database is as it was, and the half-built mirror was removed"
-            if self._running == "nuke"
-            else "what it wrote is kept, consistent, and the run is recorded as cancelled in "
-            "<code>tt.runs()</code>; the next run continues from there"
-        )
+        if self._dry_run:
+            kept = "a dry run, it wrote nothing"
+        elif self._running == "nuke":
+            kept = "the database is as it was, and the half-built mirror was removed"
+        else:
+            kept = (
+                "what it wrote is kept, consistent, and the run is recorded as cancelled in "
+                "<code>tt.runs()</code>; the next run continues from there"
+            )
         self.summary.value = (
             f"<p><b>Stopped.</b> The {html.escape(self._running or 'job')} was cancelled: "
             f"{kept}.</p>"

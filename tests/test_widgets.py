@@ -375,3 +375,19 @@ def test_stop_during_a_nuke_leaves_the_database_as_it_was(
     assert button.error.value == ""
     assert files_beside(db_path) == before
     assert synced.backups() == []
+
+
+def test_a_stopped_dry_run_says_it_wrote_nothing_and_wrote_nothing(
+    sandbox: Sandbox, synced: tt.Mirror, db_path: Path
+) -> None:
+    before = files_beside(db_path)
+    button = refresh_button(synced, dry_run=True)
+    sandbox.set_faults(latency_ms=200)
+    button.button.click()
+    assert not button.stop_button.disabled
+    time.sleep(0.5)  # inside the reads: the product list alone takes 200 ms
+    button.stop_button.click()
+
+    assert button.wait() is None
+    assert "Stopped." in button.summary.value and "wrote nothing" in button.summary.value
+    assert files_beside(db_path) == before
