@@ -2,8 +2,9 @@
 
 Usage::
 
-    result = run_blocking(some_coroutine_function())    # waits; Ctrl-C cancels cleanly
-    future = run_in_background(some_coroutine_function())  # returns at once (widgets)
+    result = run_blocking(some_coroutine_function())  # waits; Ctrl-C cancels cleanly
+    job = Job(some_coroutine_function())              # returns at once (widgets)
+    job.future.add_done_callback(...); job.cancel()   # the future completes once it unwound
 
 Why a private loop on a worker thread: a notebook cell already runs inside an event loop,
 where ``asyncio.run()`` refuses to start, and ``nest_asyncio`` (archived) patches asyncio for
@@ -22,7 +23,7 @@ import signal
 import threading
 from collections.abc import Coroutine, Iterator
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .errors import Cancelled
 
@@ -48,9 +49,46 @@ def _worker_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-def run_in_background(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-    """Start ``coro`` on the toolkit's loop and return a future at once."""
-    return asyncio.run_coroutine_threadsafe(coro, _worker_loop())
+class Job(Generic[T]):
+    """One coroutine running on the toolkit's loop, started at once; ``cancel()`` stops it.
+
+    ``future`` completes only when the coroutine has ended, after a ``cancel()`` too (it is
+    then cancelled). ``Future.cancel()`` of ``run_coroutine_threadsafe`` is not used because
+    it reports "cancelled" at once, while the task still unwinds: records its run as
+    cancelled, removes a half-built rebuild, releases the writer lock.
+    """
+
+    def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
+        self.done = threading.Event()  # set as the coroutine ends, however it ends
+        self._loop = _worker_loop()
+        self._task: asyncio.Task[T] | None = None
+        self._cancel_requested = threading.Event()
+        wrapper = self._run(coro)
+        try:
+            self.future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(
+                wrapper, self._loop
+            )
+        except BaseException:
+            wrapper.close()  # never started: no "was never awaited" warnings
+            coro.close()
+            raise
+
+    async def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        self._task = asyncio.current_task()
+        try:
+            if self._cancel_requested.is_set():  # cancelled before it started
+                coro.close()
+                raise asyncio.CancelledError
+            return await coro
+        finally:
+            self.done.set()
+
+    def cancel(self) -> None:
+        """Ask the coroutine to stop (from any thread); a job that has ended ignores it."""
+        self._cancel_requested.set()  # seen by _run if the task is not known yet
+        task = self._task
+        if task is not None:
+            self._loop.call_soon_threadsafe(task.cancel)
 
 
 def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
@@ -60,32 +98,24 @@ def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
     cancellation and release its lock, then raises ``Cancelled``.
     """
     if threading.current_thread().name == "testio-toolkit-loop":
+        coro.close()
         raise RuntimeError("run_blocking() called from the toolkit's own loop; await instead")
-    finished = threading.Event()
-
-    async def tracked() -> T:
-        try:
-            return await coro
-        finally:
-            finished.set()
-
     # The handler goes in first: a Ctrl-C just after the start must cancel the run too.
     with _sigint_as_flag() as interrupted:
-        future = run_in_background(tracked())
+        job = Job(coro)
         try:
             # Short waits in a loop keep the main thread responsive to signals.
-            while not finished.wait(0.2) and not interrupted.is_set():
+            while not job.done.wait(0.2) and not interrupted.is_set():
                 pass
         except KeyboardInterrupt:
             interrupted.set()  # SIGINT's handler was not ours (not the main thread, say)
-        if interrupted.is_set() and not finished.is_set():
-            future.cancel()
-            # The future is marked cancelled at once; the task still has to unwind.
-            finished.wait(CANCEL_GRACE_SECONDS)
+        if interrupted.is_set() and not job.done.is_set():
+            job.cancel()
+            job.done.wait(CANCEL_GRACE_SECONDS)
             raise Cancelled("interrupted; the mirror is consistent and the run is marked cancelled")
-        # Finished (a Ctrl-C that came as it ended is too late to cancel it): its outcome.
+        # Ended (a Ctrl-C that came as it ended is too late to cancel it): its outcome.
         try:
-            return future.result()
+            return job.future.result()
         except concurrent.futures.CancelledError:
             raise Cancelled("the run was cancelled") from None
 

@@ -12,7 +12,7 @@ Usage in a notebook::
     tt.refresh_button()         # one button with its own progress bar, summary and error line
 
 The buttons call the same ``Mirror`` methods a cell calls (``arefresh(...)`` and friends) on
-the toolkit's own event-loop thread (``runner.run_in_background``), so the kernel stays usable
+the toolkit's own event-loop thread (a ``runner.Job``), so the kernel stays usable
 while a job runs. Progress events arrive on that thread and move the bar; the job's
 done-callback shows the result or the error, refreshes the status and enables the buttons.
 
@@ -21,9 +21,9 @@ goes); the red **Delete and rebuild** button is enabled only while the box holds
 ``nuke``, and **Cancel** closes the confirmation and changes nothing.
 
 **Stop** (enabled while a job runs) is the panel's Ctrl-C: a kernel interrupt cannot reach a
-job on the loop thread, so the button cancels it there. The run unwinds as after Ctrl-C: what
-was committed stays consistent, the run is recorded as cancelled, the lock is released, and a
-stopped nuke leaves the database as it was.
+job on the loop thread, so the button cancels it there (``runner.Job.cancel()``). The run
+unwinds as after Ctrl-C: what was committed stays consistent, the run is recorded as
+cancelled, the lock is released, and a stopped nuke leaves the database as it was.
 
 ipywidgets is imported only when a widget is built, so ``import testio_toolkit`` works
 without it; building one without it raises ImportError saying ``pip install ipywidgets``.
@@ -31,7 +31,6 @@ without it; building one without it raises ImportError saying ``pip install ipyw
 
 from __future__ import annotations
 
-import asyncio
 import html
 import logging
 import threading
@@ -46,7 +45,7 @@ from .backups import NukePlan
 from .errors import RebuildFailed
 from .progress import PHASES
 from .results import ProgressEvent, SyncResult
-from .runner import run_in_background
+from .runner import Job
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -185,7 +184,6 @@ class _Controls:
         )
         self.stop_button.on_click(self._on_stop)
 
-        self.job: Future[Outcome] | None = None
         self.result: Outcome | None = None
         self.last_error: BaseException | None = None
         self.widget: Widget = None  # the root box, built by the subclass
@@ -197,10 +195,7 @@ class _Controls:
         # The products of the plan on show: what the red button nukes, whatever the pickers
         # say by then. None when no plan is on show.
         self._pending_nuke: tuple[int, ...] | None = None
-        # The running job's task and loop, so Stop can cancel it; set from the loop thread.
-        self._task: asyncio.Task[Outcome] | None = None
-        self._task_loop: asyncio.AbstractEventLoop | None = None
-        self._stop_requested = threading.Event()
+        self._job: Job[Outcome] | None = None  # the running or last job; Stop cancels it
         self._dry_run = False  # of the running or last job
         # Held while a job's end is shown, so a Stop pressed just then cannot write over it.
         self._ending = threading.Lock()
@@ -214,6 +209,11 @@ class _Controls:
         """Called on the worker thread once a job has ended, before the buttons come back."""
 
     # -- public ----------------------------------------------------------------------------
+
+    @property
+    def job(self) -> Future[Outcome] | None:
+        """The Future of the running or last job; None before the first."""
+        return self._job.future if self._job else None
 
     @property
     def busy(self) -> bool:
@@ -243,10 +243,8 @@ class _Controls:
         with self._ending:
             if not self.busy:
                 return
-            self._stop_requested.set()  # a job that has not started yet stops as it starts
-            task, loop = self._task, self._task_loop
-            if task is not None and loop is not None:
-                loop.call_soon_threadsafe(task.cancel)
+            if self._job is not None:
+                self._job.cancel()
             self.stop_button.disabled = True
             self.summary.value = "<i>Stopping...</i>"
 
@@ -300,34 +298,17 @@ class _Controls:
         self.progress.value, self.progress.max = 0, 1
         self.progress.description = mode
         self.progress_text.value = ""
-        self._stop_requested.clear()
         self._dry_run = options.dry_run
-        job = self._coroutine(mode, options)
-        coroutine = self._stoppable(job)
         try:
-            future = run_in_background(coroutine)
+            job = Job(self._coroutine(mode, options))
         except BaseException as exc:
-            coroutine.close()  # never started: no "was never awaited" warning
-            job.close()
             self._show_error(exc)
             self._running = None
             self._set_buttons(busy=False)
             self._idle.set()
             return
-        self.job = future
-        future.add_done_callback(self._finished)
-
-    async def _stoppable(self, job: Coroutine[Any, Any, Outcome]) -> Outcome:
-        """Run ``job`` as a task that Stop can cancel (on the loop thread)."""
-        self._task_loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
-        try:
-            if self._stop_requested.is_set():
-                job.close()
-                raise asyncio.CancelledError
-            return await job
-        finally:
-            self._task = self._task_loop = None
+        self._job = job
+        job.future.add_done_callback(self._finished)
 
     def _on_stop(self, _button: Widget = None) -> None:
         self.stop()
