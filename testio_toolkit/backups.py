@@ -216,8 +216,9 @@ def make_plan(path: Path, products: tuple[int, ...], keep_backups: int, source: 
     )
     if plan.exists:
         with Store.open_read_only(path) as store:
-            plan.table_counts = store.table_counts()
             rows = store.product_counts()
+            if not products:
+                plan.table_counts = store.table_counts()
         plan.product_counts = [r for r in rows if not products or r["product_id"] in products]
         if products:
             plan.table_counts = {

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -169,10 +169,7 @@ class SyncResult:
 
     def counts_json(self) -> dict[str, Any]:
         """Totals for the run history: ``{'tests': {...}, 'bugs': {...}, ...}``."""
-        totals: dict[str, Any] = {
-            entity: {f.name: getattr(self._total(entity), f.name) for f in fields(Counts)}
-            for entity in ENTITIES
-        }
+        totals: dict[str, Any] = {entity: asdict(self._total(entity)) for entity in ENTITIES}
         totals["unreadable"] = self.unreadable
         totals["products"] = {str(r.product_id): r.status for r in self.products}
         return totals

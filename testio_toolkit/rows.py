@@ -34,6 +34,13 @@ def canonical_json(obj: Obj) -> str:
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
 
 
+def utc_text(moment: datetime) -> str:
+    """A datetime as the UTC ISO text every timestamp in the store uses; naive means UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def to_utc(value: Any) -> str | None:
     """``'2025-03-02T11:00:00+01:00'`` -> ``'2025-03-02T10:00:00Z'``; None and junk -> None."""
     if not isinstance(value, str) or not value:
@@ -44,9 +51,7 @@ def to_utc(value: Any) -> str | None:
         return None
     if len(value) == 20 and value[10] == "T" and value[19] == "Z" and value[13] == value[16] == ":":
         return value  # already our form (most are): skip formatting, which costs CPU
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_text(parsed)
 
 
 def parse_since(value: str | date | datetime | None) -> str | None:
@@ -58,19 +63,14 @@ def parse_since(value: str | date | datetime | None) -> str | None:
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        return utc_text(value)
     if isinstance(value, date):
         return f"{value.isoformat()}T00:00:00Z"
     text = str(value).strip()
     units = {"d": 86400, "w": 7 * 86400, "h": 3600}
     if len(text) >= 2 and text[-1].lower() in units and text[:-1].isdigit():
         seconds = datetime.now(UTC).timestamp() - int(text[:-1]) * units[text[-1].lower()]
-        return (
-            datetime.fromtimestamp(seconds, UTC)
-            .isoformat(timespec="seconds")
-            .replace("+00:00", "Z")
-        )
+        return utc_text(datetime.fromtimestamp(seconds, UTC))
     try:
         if len(text) == 10:
             return f"{date.fromisoformat(text).isoformat()}T00:00:00Z"

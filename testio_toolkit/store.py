@@ -4,7 +4,7 @@ Usage::
 
     with Store.open(Path("acme.db")) as store:
         with store.transaction():
-            counts = store.upsert_tests(rows)      # -> UpsertCounts(added=3, updated=1, ...)
+            counts = store.upsert("tests", rows)   # -> UpsertCounts(added=3, updated=1, ...)
         store.table_counts()                       # {'products': 3, 'tests': 150, ...}
 
 Rules every write follows:
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import SchemaTooNew, StoreCorrupt, StoreError
+from .rows import utc_text
 
 SCHEMA_VERSION = 1
 # Marks a file as ours (PRAGMA application_id), so we never write into someone else's SQLite.
@@ -137,6 +138,15 @@ CREATE INDEX unreadable_open ON unreadable (product_id, resolved_at);
 
 MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
 
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a schema at ``version`` (0: empty) to SCHEMA_VERSION, step by step."""
+    for step in range(version + 1, SCHEMA_VERSION + 1):
+        for statement in MIGRATIONS[step].split(";"):
+            if statement.strip():
+                conn.execute(statement)
+
+
 # The columns each mirror table gets from the service, in write order (id first).
 COLUMNS: dict[str, tuple[str, ...]] = {
     "products": ("id", "name", "type", "description", "sectioned", "raw", "synced_at"),
@@ -184,7 +194,7 @@ Row = dict[str, Any]
 
 def utc_now() -> str:
     """Now, as the UTC ISO text every timestamp in the store uses."""
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_text(datetime.now(UTC))
 
 
 @dataclass
@@ -239,9 +249,7 @@ def translate_error(exc: sqlite3.Error, path: Path) -> StoreError:
         "malformed" in text or "not a database" in text or "corrupt" in text
     ):
         return StoreCorrupt(f"{path} is damaged ({text}); it was left untouched", path=str(path))
-    if "disk is full" in text or "disk I/O" in text:
-        return StoreError(f"cannot write {path}: {text}", path=str(path))
-    if "readonly" in text or "unable to open" in text:
+    if any(cause in text for cause in ("disk is full", "disk I/O", "readonly", "unable to open")):
         return StoreError(f"cannot write {path}: {text}", path=str(path))
     if "locked" in text:
         return StoreError(f"{path} is locked by another program ({text})", path=str(path))
@@ -313,7 +321,7 @@ class Store:
         check_database_file(path)
         if not path.exists():
             conn = sqlite3.connect(":memory:", isolation_level=None)
-            conn.executescript(_SCHEMA_V1)
+            _migrate(conn, 0)
             return cls(conn, path, read_only=True)
         return cls._connect(path, f"{path.resolve().as_uri()}?mode=ro", read_only=True)
 
@@ -368,7 +376,6 @@ class Store:
 
     def _prepare(self) -> None:
         conn = self.conn
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         version = self._user_version()
         self._check_version(version)
         self._check_application()
@@ -380,10 +387,7 @@ class Store:
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # the _Checkpointer's job
         if version < SCHEMA_VERSION:
             with self.transaction():
-                for step in range(version + 1, SCHEMA_VERSION + 1):
-                    for statement in MIGRATIONS[step].split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
+                _migrate(conn, version)
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -742,8 +746,7 @@ class Store:
         try:
             with self.transaction():
                 for table in ("bugs", "tests", "features", "product_state", "unreadable"):
-                    key = "product_id"
-                    self._write(f"DELETE FROM {table} WHERE {key} IN ({marks})", ids)
+                    self._write(f"DELETE FROM {table} WHERE product_id IN ({marks})", ids)
                 for table in ("tests", "bugs", "features"):
                     extra = ("bugs_read_at",) if table == "tests" else ()
                     cols = ", ".join((*COLUMNS[table], *extra, "deleted_upstream_at"))

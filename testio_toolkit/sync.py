@@ -4,7 +4,9 @@ Usage (the public functions in ``api.py`` do this for you)::
 
     async with TestIOClient(url, token) as client:
         with Store.open(path) as store:
-            result = await Engine(client, store, Plan(mode="refresh")).run()
+            accounts = await client.products()
+            result = await run_plan(client, store, Plan(mode="refresh"), accounts, accounts,
+                                    source="https://api.test.io/customer/v2")
 
 What differs between the modes is a handful of decisions, all made here:
 
@@ -289,7 +291,7 @@ class Engine:
                 for next_page in range(page, until + 1):
                     if next_page not in tasks:
                         tasks[next_page] = asyncio.ensure_future(
-                            self._read_page(run.id, next_page, per_page)
+                            self._read_part(run.id, (next_page - 1) * per_page, per_page)
                         )
                 read = await tasks.pop(page)
                 rows, known_in_a_row, older = self._take_page(run, read, known_in_a_row)
@@ -358,17 +360,6 @@ class Engine:
                 run.need_bugs.add(row["id"])
         self._emit("tests", advance=len(rows))
 
-    async def _read_page(self, product_id: int, page: int, per_page: int) -> PageRead:
-        """Read one page; when it answers 500, salvage its window in smaller pages."""
-        offset = (page - 1) * per_page
-        try:
-            items = await self.client.tests_page(product_id, page, per_page)
-        except ServiceError as exc:
-            if exc.status_code != 500:
-                raise
-            return await self._salvage(product_id, offset, per_page, str(exc))
-        return PageRead(items=list(enumerate(items, start=offset)), ended=len(items) < per_page)
-
     async def _salvage(self, product_id: int, offset: int, size: int, error: str) -> PageRead:
         """Re-read the window ``[offset, offset + size)`` in smaller aligned pages."""
         smaller = [s for s in SALVAGE_SIZES if s < size and size % s == 0 and offset % s == 0]
@@ -391,6 +382,8 @@ class Engine:
         return read
 
     async def _read_part(self, product_id: int, offset: int, size: int) -> PageRead:
+        """Read the page ``[offset, offset + size)``; when it answers 500, salvage its window
+        in smaller pages."""
         try:
             items = await self.client.tests_page(product_id, offset // size + 1, size)
         except ServiceError as exc:
@@ -411,23 +404,21 @@ class Engine:
             and test_id not in run.seen
             and in_window(state.end_at, self.plan.since)
         ]
-        await self._read_details(run, due, mark_missing=True)
+        await self._read_details(run, due)
 
-    async def _read_details(
-        self, run: _ProductRun, test_ids: list[int], *, mark_missing: bool
-    ) -> None:
+    async def _read_details(self, run: _ProductRun, test_ids: list[int]) -> None:
+        """Re-read held tests on their detail endpoint; a 404 marks one gone, with its bugs."""
+
         async def one(test_id: int) -> None:
             try:
                 item = await self.client.test(test_id)
             except NotFound:
-                if mark_missing:
-                    # Gone upstream, and its bugs with it.
-                    with self.store.transaction():
-                        run.report.tests.marked_gone += self.store.mark_gone(
-                            "tests", [test_id], self.now
-                        )
-                        bugs = self.store.bug_ids_of_tests([test_id])
-                        run.report.bugs.marked_gone += self.store.mark_gone("bugs", bugs, self.now)
+                with self.store.transaction():
+                    run.report.tests.marked_gone += self.store.mark_gone(
+                        "tests", [test_id], self.now
+                    )
+                    bugs = self.store.bug_ids_of_tests([test_id])
+                    run.report.bugs.marked_gone += self.store.mark_gone("bugs", bugs, self.now)
                 return
             except ServiceError as exc:
                 if exc.status_code == 500 and run.unreadable_positions:
@@ -453,7 +444,7 @@ class Engine:
             and in_window(state.end_at, self.plan.since)
         ]
         # A test found this way was hidden by a shifting list; writing it queues its bugs.
-        await self._read_details(run, missing, mark_missing=True)
+        await self._read_details(run, missing)
         await self._read_bugs(run)
 
     def _queue_unread_bugs(self, run: _ProductRun) -> None:
@@ -593,9 +584,8 @@ def _is_cancel(exc: BaseException) -> bool:
 
 
 def _first_message(exc: BaseException) -> str:
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return str(exc) or type(exc).__name__
+    first = _unwrap(exc)
+    return str(first) or type(first).__name__
 
 
 def select_products(
@@ -634,8 +624,9 @@ async def run_plan(
         raise _unwrap(group) from None
 
 
-def _unwrap(group: BaseExceptionGroup[Any]) -> BaseException:
-    first: BaseException = group
+def _unwrap(exc: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups; ``exc`` itself otherwise."""
+    first = exc
     while isinstance(first, BaseExceptionGroup) and first.exceptions:
         first = first.exceptions[0]
     return first
