@@ -147,7 +147,11 @@ class Mirror:
         wait: bool | float = False,
     ) -> None:
         settings = Settings.load(
-            token=token, base_url=base_url, db_path=db_path, product_ids=_ids(products)
+            # No products given (None, not ()): TESTIO_PRODUCT_IDS or .env may name some.
+            token=token,
+            base_url=base_url,
+            db_path=db_path,
+            product_ids=_ids(products) or None,
         )
         if sandbox:
             # Demos and trials: the bundled sandbox even where a token is configured.

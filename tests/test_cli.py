@@ -214,3 +214,20 @@ def test_an_unknown_fault_switch_is_a_usage_error() -> None:
 
     assert result.returncode == 2
     assert "no_such_fault" in result.stderr
+
+
+def test_testio_product_ids_in_the_environment_limits_the_sync(
+    sandbox: Sandbox, db_path: Path
+) -> None:
+    first, *others = sorted(sandbox.truth().products)
+    env = cli_env(sandbox, db_path, TESTIO_PRODUCT_IDS=str(first))
+
+    done = run_cli("sync", "--no-progress", env=env)
+
+    assert done.returncode == 0, done.stderr
+    conn = sqlite3.connect(db_path)
+    try:
+        synced = {row[0] for row in conn.execute("SELECT DISTINCT product_id FROM tests")}
+    finally:
+        conn.close()
+    assert synced == {first} and others
