@@ -126,21 +126,21 @@ def sync_button(mirror: Mirror | None = None, **options: Any) -> Any:
     """A single Sync button with progress and summary: ``tt.sync_button()``."""
     from . import widgets
 
-    return widgets.sync_button(mirror or default_mirror(), **options)
+    return widgets.sync_button(mirror, **options)
 
 
 def refresh_button(mirror: Mirror | None = None, **options: Any) -> Any:
     """A single Refresh button with progress and summary: ``tt.refresh_button()``."""
     from . import widgets
 
-    return widgets.refresh_button(mirror or default_mirror(), **options)
+    return widgets.refresh_button(mirror, **options)
 
 
 def nuke_button(mirror: Mirror | None = None, **options: Any) -> Any:
     """A Nuke... button that shows the plan and asks for the word first: ``tt.nuke_button()``."""
     from . import widgets
 
-    return widgets.nuke_button(mirror or default_mirror(), **options)
+    return widgets.nuke_button(mirror, **options)
 
 
 def __getattr__(name: str) -> sqlite_utils.Database:

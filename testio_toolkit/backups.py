@@ -28,6 +28,8 @@ from .errors import NoBackup, StoreError
 from .store import Store
 
 SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
+# What a person types to confirm a nuke, in the terminal and in the panel.
+CONFIRM_WORD = "nuke"
 
 
 def _stamp() -> str:

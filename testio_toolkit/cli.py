@@ -23,12 +23,11 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from . import api
-from .backups import NukePlan
+from .backups import CONFIRM_WORD, NukePlan
 from .errors import Cancelled, ConfigError, ToolkitError
 from .results import SyncResult, format_table
 
 F = TypeVar("F", bound=Callable[..., Any])
-CONFIRM_WORD = "nuke"
 EXIT_PARTIAL = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -153,6 +152,8 @@ def sync(
         raise click.UsageError("--force and --nuke cannot be used together")
     if yes and not nuke:
         raise click.UsageError("--yes only goes with --nuke")
+    if nuke and since:
+        raise click.UsageError("--since does not go with --nuke: a nuke rebuilds everything")
     mirror = _mirror(ctx)
     progress = not no_progress
     if mirror.sandbox:
@@ -160,8 +161,6 @@ def sync(
             "No TESTIO_CUSTOMER_API_TOKEN: using the bundled SANDBOX (sample data).", err=True
         )
     if nuke:
-        if since:
-            raise click.UsageError("--since does not go with --nuke: a nuke rebuilds everything")
         _nuke(mirror, products, yes=yes, dry_run=dry_run, progress=progress)
         return
     run = mirror.refresh if force else mirror.sync

@@ -47,6 +47,7 @@ import httpx
 import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
+from .config import DEFAULT_BASE_URL
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -55,6 +56,7 @@ from .errors import (
     PermissionDenied,
     RateLimited,
     ServiceError,
+    first_error,
 )
 
 __all__ = [
@@ -64,7 +66,6 @@ __all__ = [
     "TestIOClient",
 ]
 
-DEFAULT_BASE_URL = "https://api.test.io/customer/v2"
 
 log = logging.getLogger(__name__)
 
@@ -175,16 +176,21 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # "-0000" parses naive; HTTP dates are GMT anyway
-            when = when.replace(tzinfo=UTC)
-        return max(0.0, (when - now).total_seconds())
+        when = _http_date(value)
+        return None if when is None else max(0.0, (when - now).total_seconds())
     if not math.isfinite(seconds) or seconds < 0:
         return None
     return seconds
+
+
+def _http_date(text: str) -> datetime | None:
+    """An HTTP date (``"Wed, 21 Oct 2015 07:28:00 GMT"``) as an aware datetime; None if not one."""
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    # "-0000" parses naive; HTTP dates are GMT anyway.
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def rate_limit_pause(
@@ -202,14 +208,7 @@ def rate_limit_pause(
     one, so a laptop whose clock is off does not stretch or cut the pause. Without a usable
     ``Retry-After``, back off exponentially. Never more than ``max_retry_after``.
     """
-    now = wall_now
-    if date:
-        try:
-            server_now = parsedate_to_datetime(date)
-        except (TypeError, ValueError, IndexError):
-            pass
-        else:
-            now = server_now if server_now.tzinfo else server_now.replace(tzinfo=UTC)
+    now = (_http_date(date) if date else None) or wall_now
     seconds = retry_after_seconds(retry_after, now)
     if seconds is None:
         seconds = backoff_delay(waits_so_far, options, jitter)
@@ -369,10 +368,7 @@ async def _gather(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(coro) for coro in coros]
     except BaseExceptionGroup as failed:
-        first: BaseException = failed
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise first from None
+        raise first_error(failed) from None
     return [task.result() for task in tasks]
 
 

@@ -139,7 +139,8 @@ class Settings:
         secret = Secret(str(raw_token).strip()) if raw_token else None
         url = str(pick(base_url, ENV_BASE_URL) or DEFAULT_BASE_URL).strip()
         if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"base URL {url!r} must start with http:// or https://")
+            # Not the URL itself: someone may have pasted a secret into it.
+            raise ConfigError("the base URL must start with http:// or https://")
         path_value = pick(db_path, ENV_DB_PATH)
         if path_value is None:
             name = "sandbox.db" if secret is None else "testio.db"

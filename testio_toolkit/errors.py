@@ -122,6 +122,16 @@ class NoBackup(StoreError):
     """restore() found no backup beside the database."""
 
 
+def first_error(exc: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups; ``exc`` itself otherwise.
+
+    Concurrent work runs in ``asyncio.TaskGroup``s; callers catch our errors, not groups.
+    """
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
 __all__ = [
     "ApiError",
     "AuthenticationError",

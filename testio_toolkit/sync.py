@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .client import TestIOClient
-from .errors import ApiError, AuthenticationError, NotFound, ServiceError
+from .errors import ApiError, AuthenticationError, NotFound, ServiceError, first_error
 from .results import Counts, ProductReport, ProgressCallback, ProgressEvent, SyncResult
 from .rows import (
     bug_row,
@@ -584,7 +584,7 @@ def _is_cancel(exc: BaseException) -> bool:
 
 
 def _first_message(exc: BaseException) -> str:
-    first = _unwrap(exc)
+    first = first_error(exc)
     return str(first) or type(first).__name__
 
 
@@ -621,15 +621,7 @@ async def run_plan(
     try:
         return await engine.run(accounts, selected)
     except BaseExceptionGroup as group:
-        raise _unwrap(group) from None
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    """The first exception inside (nested) exception groups; ``exc`` itself otherwise."""
-    first = exc
-    while isinstance(first, BaseExceptionGroup) and first.exceptions:
-        first = first.exceptions[0]
-    return first
+        raise first_error(group) from None
 
 
 __all__ = ["Engine", "PageRead", "Plan", "count_request", "run_plan", "select_products"]

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
 
-from .backups import NukePlan
+from .backups import CONFIRM_WORD, NukePlan
 from .errors import RebuildFailed
 from .progress import PHASES
 from .results import ProgressEvent, SyncResult
@@ -57,7 +57,6 @@ Outcome = SyncResult | NukePlan
 # ipywidgets ships no type information: its objects are Any to mypy.
 Widget = Any
 
-CONFIRM_WORD = "nuke"
 LABELS: dict[Mode, str] = {"sync": "Sync", "refresh": "Refresh", "nuke": "Nuke..."}
 TOOLTIPS: dict[Mode, str] = {
     "sync": "Incremental: new tests, tests that can still change, and their bugs",
