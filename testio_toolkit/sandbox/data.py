@@ -263,7 +263,7 @@ def _drafts(
     cycle_start: int,
     history_days: int,
 ) -> list[_Draft]:
-    recent = min(size, max(3, round(size * 0.04)))
+    recent = _recent(size)
     drafts: list[_Draft] = []
     for j in range(size):
         ttype = rng.choices(_TESTING_TYPES, _TESTING_TYPE_WEIGHTS)[0]
@@ -296,6 +296,11 @@ def _bug_count(rng: Dice, status: str, mean: float) -> int:
         return 0
     scale = 0.6 if status in ("running", "cancelled") else 1.0
     return min(MAX_BUGS, int(rng.expovariate(1.0 / (mean * scale + 0.5))))
+
+
+def _recent(size: int) -> int:
+    """How many of a product's tests are recent: they take statuses from _RECENT_CYCLE."""
+    return min(size, max(3, round(size * 0.04)))
 
 
 def generate_account(preset: Preset, seed: int) -> Account:
@@ -350,7 +355,7 @@ def generate_account(preset: Preset, seed: int) -> Account:
     cycle = 0
     for pid, size in zip(products, sizes, strict=True):
         drafts.extend(_drafts(rng, pid, test_sections[pid], size, cycle, preset.history_days))
-        cycle += min(size, max(3, round(size * 0.04)))
+        cycle += _recent(size)
     # Test ids are global across customers: they grow with creation time, with gaps.
     drafts.sort(key=lambda d: (d.created, d.product_id, d.order))
     skeletons: dict[int, Skeleton] = {}

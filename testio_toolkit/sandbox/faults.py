@@ -95,12 +95,6 @@ class FaultPlanner:
         self._rng = random.Random(faults.fault_seed)
         self._seen: tuple[int, int] = (id(faults), faults._version)
 
-    def restart(self) -> None:
-        """Reseed the RNG from ``fault_seed`` (done by itself when a setting changes)."""
-        with self._lock:
-            self._rng.seed(self.faults.fault_seed)
-            self._seen = (id(self.faults), self.faults._version)
-
     def plan(self) -> Plan:
         """The plan for the next request; consumes ``*_next`` counters."""
         with self._lock:

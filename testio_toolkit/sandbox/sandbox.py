@@ -165,8 +165,7 @@ class Sandbox:
         defaults = Faults()
         defaults.latency_ms = self._latency_ms
         for name in Faults.switch_names():
-            setattr(self.faults, name, getattr(defaults, name))
-        self._planner.restart()
+            setattr(self.faults, name, getattr(defaults, name))  # each set reseeds the planner
 
     # -- observation -----------------------------------------------------------------
 
