@@ -7,7 +7,9 @@ own RNG seeded by ``(seed, test index)``, so that ``large`` starts in about a se
 without holding 250,000 bugs in memory.
 
 Times are relative to :data:`ANCHOR`, the sandbox's fixed "now" (2025-06-02 12:00 UTC),
-not to the wall clock: the same preset and seed give the same data on any day.
+not to the wall clock: the same preset and seed give the same data on any day. Tests that
+are still ``initialized`` or ``waiting`` at ANCHOR are *unscheduled*: no ``start_at`` or
+``end_at`` yet (their creation time is kept), so they sort last.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from .text import Dice
 
 __all__ = [
     "ANCHOR",
+    "MAX_DURATION",
+    "MIN_DURATION",
+    "UNSCHEDULED_STATUSES",
     "Account",
     "Skeleton",
     "format_time",
@@ -67,6 +72,11 @@ _RECENT_CYCLE = (
     "locked",
     "archived",
 )
+# Generated tests in these statuses have no schedule yet (null start_at and end_at).
+UNSCHEDULED_STATUSES = frozenset({"initialized", "waiting"})
+# A test added "sorted" (created now) runs this long: 2 hours to 30 days.
+MIN_DURATION = 2 * HOUR
+MAX_DURATION = 30 * DAY
 _TESTING_TYPES: tuple[str | None, ...] = ("coverage", "focused", "rapid", "external", None)
 _TESTING_TYPE_WEIGHTS = (45, 20, 15, 5, 15)
 _DURATION_HOURS: dict[str | None, tuple[int, int]] = {
@@ -91,7 +101,8 @@ class Skeleton:
     """What a test's ordering, status and bugs depend on; the rest is built on demand.
 
     ``sort_end`` is the instant the list is ordered by (epoch seconds): the generated
-    ``end`` until an update sets ``end_at``. ``status`` stays the generated one so that a
+    ``end`` until an update sets ``end_at``, and ``-inf`` for an unscheduled test (``start``
+    and ``end`` None), which sorts last. ``status`` stays the generated one so that a
     status update does not change which bugs the test has.
     """
 
@@ -102,13 +113,13 @@ class Skeleton:
     status: str
     testing_type: str | None
     created: int
-    start: int
-    end: int
+    start: int | None
+    end: int | None
     n_bugs: int
     sort_end: float = 0.0
 
     def __post_init__(self) -> None:
-        self.sort_end = float(self.end)
+        self.sort_end = float("-inf") if self.end is None else float(self.end)
 
 
 @dataclass
@@ -363,9 +374,13 @@ def generate_account(preset: Preset, seed: int) -> Account:
     for index, d in enumerate(drafts):
         test_id += rng.between(1, 9)
         n_bugs = _bug_count(rng, d.status, preset.bugs_per_test)
+        # Drafted with times (so the RNG sequence, and every id, stays as it was), then
+        # unscheduled: no start or end yet.
+        unscheduled = d.status in UNSCHEDULED_STATUSES
+        start, end = (None, None) if unscheduled else (d.start, d.end)
         skeletons[test_id] = Skeleton(
             test_id, index, d.product_id, d.section_id, d.status, d.testing_type,
-            d.created, d.start, d.end, n_bugs,
+            d.created, start, end, n_bugs,
         )  # fmt: skip
     return Account(
         seed=seed,
@@ -383,12 +398,25 @@ def generate_account(preset: Preset, seed: int) -> Account:
 
 
 def new_skeletons(
-    account: Account, product_id: int, count: int, status: str, after: float
+    account: Account,
+    product_id: int,
+    count: int,
+    status: str,
+    *,
+    where: str,
+    now: float,
+    after: float = 0.0,
 ) -> list[Skeleton]:
-    """Skeletons of ``count`` new tests of a product, ending after ``after``, oldest first.
+    """Skeletons of ``count`` new tests of a product, created at ``now``, oldest first.
 
-    Each gets 0-5 bugs. The caller adds them to the account.
+    ``where`` says how they are scheduled: ``"head"`` ends them after ``after`` (an hour
+    apart, so they sort first), ``"sorted"`` starts them at ``now`` and ends them
+    :data:`MIN_DURATION` to :data:`MAX_DURATION` later, ``"unscheduled"`` leaves start and
+    end None. Each gets 0-5 bugs, an ``initialized`` one none. The caller adds them to the
+    account.
     """
+    if where not in ("head", "sorted", "unscheduled"):
+        raise ValueError(f"where must be 'head', 'sorted' or 'unscheduled', not {where!r}")
     rng = account.rng
     holders = account.section_features
     product = account.products[product_id]
@@ -397,15 +425,24 @@ def new_skeletons(
         sections = [s for s in sections if s is not None and holders[s]] or [None]
     else:
         sections = [None]
+    created = int(now)
     base = int(after) - int(after) % HOUR + HOUR
     made = []
     for k in range(count):
         ttype = rng.choices(_TESTING_TYPES, _TESTING_TYPE_WEIGHTS)[0]
-        end = base + k * HOUR
-        start = end - rng.between(*_DURATION_HOURS[ttype]) * HOUR
+        start: int | None
+        end: int | None
+        if where == "head":
+            end = base + k * HOUR
+            start = min(end, max(created, end - rng.between(*_DURATION_HOURS[ttype]) * HOUR))
+        elif where == "sorted":
+            start = created
+            end = created + rng.between(MIN_DURATION, MAX_DURATION)
+        else:
+            start = end = None
         skeleton = Skeleton(
             account.next_test_id, account.next_index, product_id, rng.pick(sections),
-            status, ttype, start - rng.between(HOUR, 3 * DAY), start, end, rng.between(0, 5),
+            status, ttype, created, start, end, 0 if status == "initialized" else rng.between(0, 5),
         )  # fmt: skip
         account.next_index += 1
         account.next_test_id += rng.between(1, 9)

@@ -9,18 +9,48 @@ client sees the same outcomes on every run.
 
 Faults that depend on the request itself (a poisoned test in a page window, 524 for a
 ``bugs`` request with many ids, ``unauthorized``) are applied by the server, after routing.
+So is the moving list (``list_moves_every``): :meth:`FaultPlanner.list_move` says which
+``exploratory_tests`` request moves the list and how, and the world applies the movement
+under its own lock before it answers that request.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from .replies import Reply, api_error, garbage, gateway_page, rate_limited
 
-__all__ = ["FaultPlanner", "Faults", "Plan"]
+__all__ = ["MOVE_KINDS", "FaultPlanner", "Faults", "Movement", "Plan", "PlannedMove"]
+
+# The ways the exploratory_tests list can move between two page requests.
+MOVE_KINDS = (
+    "insert",
+    "insert_head",
+    "insert_unscheduled",
+    "move_up",
+    "move_down",
+    "delete_above",
+)
+
+
+def parse_move_kinds(value: str) -> tuple[str, ...]:
+    """The kinds of a comma-separated ``list_moves`` value; ValueError for unknown ones."""
+    if not isinstance(value, str):
+        raise ValueError(f"list_moves must be a comma-separated string, not {value!r}")
+    kinds = tuple(k.strip() for k in value.split(",") if k.strip())
+    unknown = sorted(set(kinds) - set(MOVE_KINDS))
+    if not kinds or unknown:
+        raise ValueError(f"list_moves takes kinds out of {', '.join(MOVE_KINDS)}; got {value!r}")
+    return kinds
+
+
+def _positive_or_none(value: Any) -> bool:
+    return value is None or (type(value) is int and value >= 1)
 
 
 @dataclass
@@ -32,6 +62,12 @@ class Faults:
 
         sb.faults.rate_limit_next = 2          # the next two requests answer 429
         sb.set_faults(error_rate=0.1, fault_seed=7)
+        sb.set_faults(list_moves_every=3, list_moves="insert,move_up")
+
+    ``list_moves_every=N`` moves a product's list before answering every N-th
+    ``exploratory_tests`` request of the sandbox (counted from the last fault change;
+    requests answered by another fault first do not count), by one movement of a kind
+    drawn from ``list_moves`` (see :data:`MOVE_KINDS` and ``Sandbox.movements``).
     """
 
     latency_ms: float = 0.0
@@ -52,6 +88,8 @@ class Faults:
     garbage_next: int = 0
     garbage_rate: float = 0.0
     unauthorized: bool = False
+    list_moves_every: int | None = None
+    list_moves: str = ",".join(MOVE_KINDS)
     fault_seed: int = 0
     # Bookkeeping, not switches: requests seen since fail_after was set, and a counter of
     # assignments that tells the planner to restart its RNG.
@@ -59,6 +97,10 @@ class Faults:
     _version: int = field(default=0, init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name == "list_moves":
+            parse_move_kinds(value)
+        if name == "list_moves_every" and not _positive_or_none(value):
+            raise ValueError(f"list_moves_every must be None or an int >= 1, not {value!r}")
         object.__setattr__(self, name, value)
         if name.startswith("_"):
             return
@@ -70,6 +112,30 @@ class Faults:
     def switch_names(cls) -> list[str]:
         """The names a caller may set (every public field)."""
         return [f.name for f in fields(cls) if not f.name.startswith("_")]
+
+
+@dataclass(frozen=True)
+class Movement:
+    """One movement of a product's list, as ``Sandbox.movements`` records it.
+
+    ``kind`` is one of :data:`MOVE_KINDS`; ``test_id`` the test added, moved or deleted;
+    ``request_number`` counts the ``exploratory_tests`` requests the sandbox answered
+    (1 for the first since it was made) and names the one the movement came before.
+    """
+
+    kind: str
+    product_id: int
+    test_id: int
+    request_number: int
+
+
+@dataclass(frozen=True)
+class PlannedMove:
+    """A movement the planner has decided on: its kind, a seed for its choices, the request."""
+
+    kind: str
+    seed: int
+    request_number: int
 
 
 @dataclass(frozen=True)
@@ -89,19 +155,46 @@ class Plan:
 class FaultPlanner:
     """Decides, per request and thread-safely, which faults strike."""
 
-    def __init__(self, faults: Faults) -> None:
+    def __init__(self, faults: Faults, clock: Callable[[], float] = time.time) -> None:
+        """``clock`` gives the service's time (epoch seconds), for Retry-After dates."""
         self.faults = faults
+        self._clock = clock
         self._lock = threading.Lock()
         self._rng = random.Random(faults.fault_seed)
+        # Movements draw from their own RNG, so switching them on leaves the rate faults'
+        # sequence as it was.
+        self._moves_rng = random.Random(f"list-moves/{faults.fault_seed}")
+        self._list_since_change = 0
+        self._list_requests = 0
         self._seen: tuple[int, int] = (id(faults), faults._version)
+
+    def _restart_on_change(self) -> None:
+        """Restart the RNGs and the list-request count when a fault setting changed."""
+        f = self.faults
+        if (id(f), f._version) != self._seen:
+            self._rng.seed(f.fault_seed)
+            self._moves_rng.seed(f"list-moves/{f.fault_seed}")
+            self._list_since_change = 0
+            self._seen = (id(f), f._version)
+
+    def list_move(self) -> PlannedMove | None:
+        """Count one ``exploratory_tests`` request; the movement due before it, if any."""
+        with self._lock:
+            self._restart_on_change()
+            self._list_requests += 1
+            self._list_since_change += 1
+            f = self.faults
+            every = f.list_moves_every
+            if every is None or self._list_since_change % every:
+                return None
+            kind = self._moves_rng.choice(parse_move_kinds(f.list_moves))
+            return PlannedMove(kind, self._moves_rng.getrandbits(64), self._list_requests)
 
     def plan(self) -> Plan:
         """The plan for the next request; consumes ``*_next`` counters."""
         with self._lock:
+            self._restart_on_change()
             f = self.faults
-            if (id(f), f._version) != self._seen:
-                self._rng.seed(f.fault_seed)
-                self._seen = (id(f), f._version)
             rng = self._rng
             delay = max(0.0, f.latency_ms) / 1000
             if f.latency_jitter_ms > 0:
@@ -140,7 +233,8 @@ class FaultPlanner:
         if kind == "hang":
             return Plan(delay, hang=max(0.0, f.hang_seconds))
         if kind == "rate_limit":
-            return Plan(delay, reply=rate_limited(f.retry_after, f.retry_after_format))
+            reply = rate_limited(f.retry_after, f.retry_after_format, self._clock())
+            return Plan(delay, reply=reply)
         if kind == "garbage":
             return Plan(delay, reply=garbage(self._rng))
         status = self._rng.choice((500, 502, 503, 504))

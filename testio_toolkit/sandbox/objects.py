@@ -194,13 +194,15 @@ def test_parts(
 def test_head(seed: int, skeleton: Skeleton, title: str) -> tuple[dict[str, Any], int]:
     """The per-test fields and the index of the test's body in the pool."""
     rng = _rng(seed, skeleton.index, 3)
+    # Offsets are drawn for null times too, so the other fields stay what they were.
+    start_offset, end_offset = rng.pick(OFFSETS), rng.pick(OFFSETS)
     head = {
         "id": skeleton.id,
         "title": title,
         "status": skeleton.status,
         "testing_type": skeleton.testing_type,
-        "start_at": format_time(skeleton.start, rng.pick(OFFSETS)),
-        "end_at": format_time(skeleton.end, rng.pick(OFFSETS)),
+        "start_at": None if skeleton.start is None else format_time(skeleton.start, start_offset),
+        "end_at": None if skeleton.end is None else format_time(skeleton.end, end_offset),
         "created_at": format_time(skeleton.created, rng.pick(OFFSETS)),
         "submitted_by": None if skeleton.status == "initialized" else rng.pick(text.USERS),
     }
@@ -244,8 +246,9 @@ def bug_heads(
     """
     index = skeleton.index if index is None else index
     rng = _rng(seed, index, 4)
-    first = skeleton.start
-    last = max(first + HOUR, min(skeleton.end, ANCHOR))
+    # An unscheduled test's bugs (only added ones) date from its creation.
+    first = skeleton.created if skeleton.start is None else skeleton.start
+    last = max(first + HOUR, min(ANCHOR if skeleton.end is None else skeleton.end, ANCHOR))
     heads = []
     for k in range(skeleton.n_bugs):
         feature = rng.pick(features) if features else None

@@ -80,15 +80,19 @@ def gateway_page(status: int) -> Reply:
     return Reply(status, body.encode(), HTML)
 
 
-def rate_limited(retry_after: float, form: Literal["seconds", "http-date"]) -> Reply:
+def rate_limited(
+    retry_after: float, form: Literal["seconds", "http-date"], now: float | None = None
+) -> Reply:
     """A 429 with Retry-After in whole seconds or as an HTTP date, rounded up.
 
-    The date is the wall clock plus ``retry_after`` rounded up to the next whole second,
-    so a client that waits until then waits at least ``retry_after``.
+    The date is ``now`` (the service's clock, as its ``Date`` header shows; the wall clock
+    by default) plus ``retry_after`` rounded up to the next whole second, so a client that
+    waits until then waits at least ``retry_after``.
     """
     wait = max(0.0, retry_after)
     if form == "http-date":
-        value = formatdate(math.ceil(time.time() + wait), usegmt=True)
+        now = time.time() if now is None else now
+        value = formatdate(math.ceil(now + wait), usegmt=True)
     else:
         value = str(math.ceil(wait))
     return api_error(429, "Rate limit exceeded", (("Retry-After", value),))

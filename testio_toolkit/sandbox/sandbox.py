@@ -9,7 +9,8 @@ Usage::
 
 It ties the generated account (:mod:`.state`), the fault switches (:mod:`.faults`) and
 the HTTP server (:mod:`.server`) together, and offers the upstream changes a test needs
-to simulate an account that moves between two syncs.
+to simulate an account that moves between two syncs, and the sandbox clock
+(:meth:`Sandbox.now`, :meth:`Sandbox.advance`) that new tests and ``Date`` headers use.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
-from .faults import FaultPlanner, Faults
+from .faults import FaultPlanner, Faults, Movement
 from .presets import PRESETS, Preset
 from .server import PREFIX, SandboxServer, Stats
 from .state import Truth, World
@@ -64,9 +65,9 @@ class Sandbox:
         faults = faults if faults is not None else Faults()
         if latency_ms:
             faults.latency_ms = latency_ms
-        self._planner = FaultPlanner(faults)
-        self._stats = Stats()
         self._world = World(preset, seed)
+        self._planner = FaultPlanner(faults, clock=self._world.now)
+        self._stats = Stats()
         self._server: SandboxServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -190,8 +191,39 @@ class Sandbox:
         return self._stats.connections
 
     def reset_counters(self) -> None:
-        """Zero the counters, the total, the connection count and ``max_in_flight``."""
+        """Zero the counters, the total, the connection count and ``max_in_flight``.
+
+        ``movements`` stay: :meth:`clear_movements` forgets them.
+        """
         self._stats.reset()
+
+    @property
+    def movements(self) -> list[Movement]:
+        """The list movements applied so far (``Faults.list_moves_every``), oldest first.
+
+        A copy: ``sb.movements[-1].kind == "move_up"``. A movement that found nothing to
+        act on (an empty product) is not recorded.
+        """
+        return self._world.movements()
+
+    def clear_movements(self) -> None:
+        """Forget the recorded movements."""
+        self._world.clear_movements()
+
+    # -- the clock -------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The sandbox clock in epoch seconds (a float), as the ``Date`` header tells it.
+
+        It starts at ``data.ANCHOR`` (2025-06-02T12:00:00Z, the "now" the data was made
+        for), runs with real time and jumps with :meth:`advance`. New tests are created
+        at it: ``datetime.fromtimestamp(sb.now(), UTC)``.
+        """
+        return self._world.now()
+
+    def advance(self, seconds: float) -> None:
+        """Move the sandbox clock forward: ``sb.advance(3600)`` (an hour later)."""
+        self._world.advance(seconds)
 
     def truth(self, product_ids: Iterable[int] | None = None) -> Truth:
         """A deep-copied snapshot of everything served right now.
@@ -203,12 +235,26 @@ class Sandbox:
 
     # -- upstream changes ------------------------------------------------------------
 
-    def add_tests(self, product_id: int, count: int = 30, status: str = "running") -> list[int]:
-        """Add tests ending later than every existing one, each with 0-5 bugs.
+    def add_tests(
+        self,
+        product_id: int,
+        count: int = 30,
+        status: str | None = None,
+        *,
+        where: Literal["head", "sorted", "unscheduled"] = "head",
+    ) -> list[int]:
+        """Add tests created now (the sandbox clock), each with 0-5 bugs (initialized: 0).
 
-        They come first in the product's list; ids are returned oldest first.
+        ``where`` decides where they sort: ``"head"`` ends them later than every existing
+        test, so they come first; ``"sorted"`` starts them now and ends them 2 hours to
+        30 days later, where that end sorts them (often behind longer tests already
+        scheduled); ``"unscheduled"`` gives them null ``start_at``/``end_at``, so they
+        sort last. ``status`` defaults to ``"running"``, or ``"initialized"`` for
+        unscheduled tests. Ids keep growing; they are returned oldest first::
+
+            sb.add_tests(pid, count=3, where="sorted")
         """
-        return self._world.add_tests(product_id, count, status)
+        return self._world.add_tests(product_id, count, status, where)
 
     def update_test(self, test_id: int, **fields: Any) -> None:
         """Change any fields of a test (``status="archived"``; ``end_at`` reorders)."""
@@ -235,8 +281,17 @@ class Sandbox:
         self._world.delete_bugs(list(bug_ids))
 
     def delete_product(self, product_id: int) -> None:
-        """Delete a product with its tests, bugs and features."""
+        """Delete a product from the account, with its tests, bugs and features.
+
+        It leaves ``products``; its endpoints and its tests' details answer 404, ``bugs``
+        returns nothing for its tests and ``truth()`` omits it. :meth:`restore_product`
+        brings it back.
+        """
         self._world.delete_product(product_id)
+
+    def restore_product(self, product_id: int) -> None:
+        """Bring a deleted product back exactly as it was: ``sb.restore_product(pid)``."""
+        self._world.restore_product(product_id)
 
     def test_ids(self, product_id: int) -> list[int]:
         """A product's test ids in list order, newest first (cheap, even on ``large``)."""

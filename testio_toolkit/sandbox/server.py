@@ -5,7 +5,9 @@ kept alive (HTTP/1.1 with Content-Length), so a client's pool reuses connections
 requests that sleep (latency, hangs) never hold up others. Requests are answered in this
 order, outermost first, as a gateway in front of an API would: planned faults (latency,
 dropped connection, hang, 503 after N, 429, 5xx, garbage), then the token, the route and
-its parameters, and last the data faults (poisoned tests, 524 on large ``bugs`` requests).
+its parameters, and last the data faults (the list moving before an ``exploratory_tests``
+request is answered, poisoned tests, 524 on large ``bugs`` requests). Every response's
+``Date`` header tells the sandbox clock (``World.now``), not the wall clock.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import threading
 import traceback
 from collections import Counter
 from dataclasses import dataclass
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -139,6 +142,10 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         self.server.stats.connected()
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header: the sandbox clock, as an IMF-fixdate."""
+        return formatdate(self.server.world.now() if timestamp is None else timestamp, usegmt=True)
+
     def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet: tests and notebooks do not want an access log on stderr."""
 
@@ -257,7 +264,9 @@ class SandboxServer(ThreadingHTTPServer):
                 page = _int_param(query, "page", 1)
                 per_page = _int_param(query, "per_page", 25)
                 poisoned = set(faults.poisoned_test_ids)
-                return json_reply(world.tests_page_json(route.ids[0], page, per_page, poisoned))
+                move = self.planner.list_move()
+                body = world.tests_page_json(route.ids[0], page, per_page, poisoned, move)
+                return json_reply(body)
             if route.kind == "exploratory_test":
                 poisoned = set(faults.poisoned_test_ids)
                 return json_reply(world.test_json(route.ids[0], poisoned))

@@ -1,7 +1,8 @@
 """The sandbox account as it is now: generated data, upstream changes, serving caches.
 
 :class:`World` answers the server's questions with ready JSON bytes and applies the
-upstream changes a test asks for (new tests, status changes, deletions). Generated
+upstream changes a test asks for (new tests, status changes, deletions, a product
+hidden and restored, the list moving under a reader). Generated
 objects are rebuilt on demand from their skeletons; changes are kept as overrides on
 top (field patches, added bugs, deleted ids), so the ``large`` preset never has to hold
 every object. Encoded tests and bug lists are cached and each product's list order is
@@ -9,25 +10,37 @@ computed once, then invalidated by the changes that affect it: the first full re
 ``medium`` costs the server a second or two of CPU, later ones a fraction of that.
 
 Every public method takes the lock, so changes and requests can interleave freely.
+
+The world keeps the sandbox clock (:meth:`World.now`): ``data.ANCHOR`` plus the time
+since the world was made, plus whatever :meth:`World.advance` added. New tests are
+created at that "now".
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
+import random
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from . import data, objects
-from .data import Skeleton
+from .data import DAY, HOUR, Skeleton
+from .faults import Movement, PlannedMove
 from .presets import Preset
 
 __all__ = ["Broken", "SectionRequired", "Truth", "Unknown", "World"]
 
 _FIRST_ADDED_BUG_ID = 90_000_000
+_FINAL = frozenset({"archived", "cancelled"})
+_INSERTS = {"insert": "sorted", "insert_head": "head", "insert_unscheduled": "unscheduled"}
+# A movement tries at most this many tests before it gives up (ties leave no room).
+_MOVE_ATTEMPTS = 50
 _V = TypeVar("_V")
 
 
@@ -91,6 +104,8 @@ class World:
     """The mutable account behind one sandbox."""
 
     def __init__(self, preset: Preset, seed: int) -> None:
+        self._started = time.monotonic()
+        self._clock_offset = 0.0
         self._lock = threading.RLock()
         self._acc = data.generate_account(preset, seed)
         self._seed = seed
@@ -115,14 +130,34 @@ class World:
         self._parts_cache: _Lru[objects.TestParts] = _Lru(12_000)
         self._test_json: _Lru[bytes] = _Lru(60_000)
         self._bug_json: _Lru[bytes] = _Lru(8_000)
+        # Deleted products, kept whole so that restore_product can bring them back.
+        self._hidden: set[int] = set()
+        self._movements: list[Movement] = []
+
+    # -- the clock -------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The sandbox's "now" in epoch seconds: ANCHOR + time since creation + advances.
+
+        Lock-free (one float read), so a Date header never waits for a long snapshot.
+        """
+        return data.ANCHOR + (time.monotonic() - self._started) + self._clock_offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by ``seconds`` (>= 0)."""
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"the clock only moves forward, not by {seconds!r} seconds")
+        with self._lock:
+            self._clock_offset += seconds
 
     # -- building objects ------------------------------------------------------------
 
     def _skeleton(self, test_id: int) -> Skeleton:
-        try:
-            return self._acc.skeletons[test_id]
-        except KeyError:
-            raise Unknown(f"test {test_id}") from None
+        """A visible test's skeleton; Unknown for tests gone or of a deleted product."""
+        skeleton = self._acc.skeletons.get(test_id)
+        if skeleton is None or skeleton.product_id in self._hidden:
+            raise Unknown(f"test {test_id}")
+        return skeleton
 
     def _parts(self, skeleton: Skeleton) -> objects.TestParts:
         parts = self._parts_cache.get(skeleton.id)
@@ -209,10 +244,11 @@ class World:
         return fragment
 
     def _product(self, product_id: int) -> dict[str, Any]:
-        try:
-            return self._acc.products[product_id]
-        except KeyError:
-            raise Unknown(f"product {product_id}") from None
+        """A visible product; Unknown for unknown and deleted ones."""
+        product = self._acc.products.get(product_id)
+        if product is None or product_id in self._hidden:
+            raise Unknown(f"product {product_id}")
+        return product
 
     # -- serving ---------------------------------------------------------------------
 
@@ -220,9 +256,8 @@ class World:
         """Body of ``GET products``."""
         with self._lock:
             if self._products_json is None:
-                self._products_json = _envelope(
-                    "products", [objects.encode(p) for p in self._acc.products.values()]
-                )
+                visible = [p for i, p in self._acc.products.items() if i not in self._hidden]
+                self._products_json = _envelope("products", [objects.encode(p) for p in visible])
             return self._products_json
 
     def product_json(self, product_id: int) -> bytes:
@@ -231,12 +266,24 @@ class World:
             return objects.encode({"product": self._product(product_id)})
 
     def tests_page_json(
-        self, product_id: int, page: int, per_page: int, poisoned: set[int]
+        self,
+        product_id: int,
+        page: int,
+        per_page: int,
+        poisoned: set[int],
+        move: PlannedMove | None = None,
     ) -> bytes:
-        """Body of one ``exploratory_tests`` page; Broken if its window holds a poisoned test."""
+        """Body of one ``exploratory_tests`` page; Broken if its window holds a poisoned test.
+
+        ``move``, if given, is applied to the product's list first, in the same hold of
+        the lock, relative to this request's window.
+        """
         with self._lock:
             self._product(product_id)
-            window = self._sorted(product_id)[(page - 1) * per_page : page * per_page]
+            start = (page - 1) * per_page
+            if move is not None:
+                self._apply_move(product_id, start, move)
+            window = self._sorted(product_id)[start : start + per_page]
             if poisoned and not poisoned.isdisjoint(window):
                 raise Broken(f"product {product_id} page {page}")
             return _envelope("exploratory_tests", [self._test_fragment(t) for t in window])
@@ -256,8 +303,10 @@ class World:
         """Body of ``GET bugs``: all bugs of the known tests among ``test_ids``."""
         with self._lock:
             parts = []
+            skeletons = self._acc.skeletons
             for test_id in dict.fromkeys(test_ids):
-                if test_id in self._acc.skeletons:
+                skeleton = skeletons.get(test_id)
+                if skeleton is not None and skeleton.product_id not in self._hidden:
                     fragment = self._bug_fragment(test_id)
                     if fragment:
                         parts.append(fragment)
@@ -286,14 +335,29 @@ class World:
         self._bug_json.drop(test_id)
         self._order.pop(product_id, None)
 
-    def add_tests(self, product_id: int, count: int, status: str) -> list[int]:
-        """Add tests ending later than every existing test; return their ids, oldest first."""
+    def add_tests(
+        self, product_id: int, count: int, status: str | None, where: str = "head"
+    ) -> list[int]:
+        """Add tests created now; return their ids, oldest (lowest) first.
+
+        ``where``: ``"head"`` ends them later than every existing test, ``"sorted"`` gives
+        them a realistic duration from now, ``"unscheduled"`` no start or end (see
+        :func:`data.new_skeletons`). ``status`` None means ``running``, or ``initialized``
+        for unscheduled tests.
+        """
         with self._lock:
             self._product(product_id)
-            # Later than every test of every product, and after "now" (running tests).
-            latest = max((s.sort_end for s in self._acc.skeletons.values()), default=data.ANCHOR)
-            after = max(latest, data.ANCHOR)
-            made = data.new_skeletons(self._acc, product_id, count, status, after)
+            if status is None:
+                status = "initialized" if where == "unscheduled" else "running"
+            now = self.now()
+            after = now
+            if where == "head":
+                # Later than every test of every product, and after "now" (running tests).
+                latest = max((s.sort_end for s in self._acc.skeletons.values()), default=now)
+                after = max(latest, now)
+            made = data.new_skeletons(
+                self._acc, product_id, count, status, where=where, now=now, after=after
+            )
             for skeleton in made:
                 self._acc.skeletons[skeleton.id] = skeleton
                 self._by_product[product_id].add(skeleton.id)
@@ -319,11 +383,12 @@ class World:
         if bug_id in self._deleted_bugs:
             raise Unknown(f"bug {bug_id}")
         if bug_id in self._added_bug_test:
-            return self._added_bug_test[bug_id]
+            return self._skeleton(self._added_bug_test[bug_id]).id
         index, slot = divmod(bug_id - data.BUG_BASE, data.BUG_SLOTS)
         test_id = self._by_index.get(index) if bug_id >= data.BUG_BASE else None
         if test_id is None or slot >= self._acc.skeletons[test_id].n_bugs:
             raise Unknown(f"bug {bug_id}")
+        self._skeleton(test_id)  # a bug of a deleted product's test is unknown too
         return test_id
 
     def update_bug(self, bug_id: int, fields: dict[str, Any]) -> None:
@@ -388,20 +453,21 @@ class World:
                 self._bug_json.drop(test_id)
 
     def delete_product(self, product_id: int) -> None:
-        """Delete a product with its tests, bugs, sections and features."""
+        """Delete a product from the account: it and its tests, bugs and features vanish.
+
+        It is hidden, not destroyed, so that :meth:`restore_product` can bring it back.
+        """
         with self._lock:
-            product = self._product(product_id)
-            for test_id in list(self._by_product[product_id]):
-                self._drop_test(self._acc.skeletons[test_id])
-            for section in product["sections_with_default"]:
-                for feature_id in self._acc.section_features.pop(section["id"], []):
-                    self._acc.features.pop(feature_id, None)
-                    self._acc.product_of_feature.pop(feature_id, None)
-                    self._acc.section_of_feature.pop(feature_id, None)
-            del self._acc.products[product_id]
-            del self._by_product[product_id]
-            self._acc.product_features.pop(product_id, None)
-            self._order.pop(product_id, None)
+            self._product(product_id)
+            self._hidden.add(product_id)
+            self._products_json = None
+
+    def restore_product(self, product_id: int) -> None:
+        """Bring a deleted product back exactly as it was; Unknown if it is not deleted."""
+        with self._lock:
+            if product_id not in self._hidden:
+                raise Unknown(f"no deleted product {product_id}")
+            self._hidden.discard(product_id)
             self._products_json = None
 
     def update_product(self, product_id: int, fields: dict[str, Any]) -> None:
@@ -421,7 +487,8 @@ class World:
     def truth(self, product_ids: Iterable[int] | None = None) -> Truth:
         """A deep-copied snapshot of what the sandbox serves, of all or some products."""
         with self._lock:
-            wanted = list(self._acc.products if product_ids is None else product_ids)
+            visible = [p for p in self._acc.products if p not in self._hidden]
+            wanted = list(visible if product_ids is None else product_ids)
             for product_id in wanted:
                 self._product(product_id)
             tests: dict[int, dict[str, Any]] = {}
@@ -443,7 +510,7 @@ class World:
             chosen = set(wanted)
             features = [f for f, p in acc.product_of_feature.items() if p in chosen]
             return Truth(
-                products={p: copy.deepcopy(acc.products[p]) for p in acc.products if p in chosen},
+                products={p: copy.deepcopy(acc.products[p]) for p in visible if p in chosen},
                 tests=tests,
                 bugs=bugs,
                 features={f: copy.deepcopy(acc.features[f]) for f in features},
@@ -451,3 +518,123 @@ class World:
                 product_of_feature={f: acc.product_of_feature[f] for f in features},
                 section_of_feature={f: acc.section_of_feature[f] for f in features},
             )
+
+    # -- the list moving under a reader ----------------------------------------------
+
+    def movements(self) -> list[Movement]:
+        """Every movement applied so far, oldest first (a copy)."""
+        with self._lock:
+            return list(self._movements)
+
+    def clear_movements(self) -> None:
+        """Forget the recorded movements."""
+        with self._lock:
+            self._movements.clear()
+
+    def _apply_move(self, product_id: int, start: int, move: PlannedMove) -> Movement | None:
+        """Apply one movement to a product's list, relative to a window starting at ``start``.
+
+        Choices draw from an RNG seeded by ``move.seed``. A movement that finds nothing to
+        act on (no test to move or delete) changes nothing and is not recorded.
+        """
+        rng = random.Random(move.seed)
+        test_id: int | None
+        if move.kind in _INSERTS:
+            test_id = self.add_tests(product_id, 1, None, _INSERTS[move.kind])[0]
+        elif move.kind == "delete_above":
+            order = self._sorted(product_id)
+            # Above the window; on the first page (nothing above) any test of the list.
+            pool = order[:start] or order
+            test_id = rng.choice(pool) if pool else None
+            if test_id is not None:
+                self._drop_test(self._acc.skeletons[test_id])
+        elif move.kind in ("move_up", "move_down"):
+            test_id = self._move_test(product_id, start, move.kind == "move_up", rng)
+        else:
+            raise ValueError(f"unknown movement {move.kind!r}")
+        if test_id is None:
+            return None
+        movement = Movement(move.kind, product_id, test_id, move.request_number)
+        self._movements.append(movement)
+        return movement
+
+    def _move_test(self, product_id: int, start: int, up: bool, rng: random.Random) -> int | None:
+        """Give one test a new end_at that moves it across ``start``; its id, or None.
+
+        Up: a test at offset >= start goes to an offset < start; down: one at an offset
+        < start to one >= start. On the first page, or when nothing lies at/after
+        ``start``, any test moves up (down) by a random number of positions. Tests whose
+        status is not final are preferred.
+        """
+        order = self._sorted(product_id)
+        n = len(order)
+        if n < 2:
+            return None
+        # (offsets of candidate tests, their target offsets in the list without them)
+        choices: list[tuple[range, Callable[[int], range]]] = []
+        if 0 < start < n:
+            if up:
+                choices.append((range(start, n), lambda i: range(0, start)))
+            else:
+                choices.append((range(0, start), lambda i: range(start, n)))
+        if up:
+            choices.append((range(1, n), lambda i: range(0, i)))
+        else:
+            choices.append((range(0, n - 1), lambda i: range(i + 1, n)))
+        for candidates, targets_of in choices:
+            for i in self._prefer_open(order, candidates, rng)[:_MOVE_ATTEMPTS]:
+                targets = list(targets_of(i))
+                rng.shuffle(targets)
+                for t in targets:
+                    end = self._end_between(order, i, t, rng)
+                    if end is not None:
+                        test_id = order[i]
+                        self._reschedule(test_id, end, rng)
+                        return test_id
+        return None
+
+    def _prefer_open(self, order: list[int], offsets: range, rng: random.Random) -> list[int]:
+        """The offsets shuffled, those of tests whose status can still change first."""
+        open_: list[int] = []
+        final: list[int] = []
+        for i in offsets:
+            patch = self._test_patch.get(order[i], {})
+            status = patch.get("status", self._acc.skeletons[order[i]].status)
+            (final if status in _FINAL else open_).append(i)
+        rng.shuffle(open_)
+        rng.shuffle(final)
+        return open_ + final
+
+    def _end_between(self, order: list[int], i: int, t: int, rng: random.Random) -> int | None:
+        """An end (whole seconds) that sorts test ``order[i]`` at offset ``t``, or None.
+
+        Its neighbours there are those of the list without it; the end lies strictly
+        between theirs, so ids do not matter. An unscheduled test above leaves no room.
+        """
+        skeletons = self._acc.skeletons
+
+        def rest(j: int) -> int:  # the list without order[i], without copying it
+            return order[j] if j < i else order[j + 1]
+
+        hi = skeletons[rest(t - 1)].sort_end if t > 0 else math.inf
+        lo = skeletons[rest(t)].sort_end if t < len(order) - 1 else -math.inf
+        if hi == -math.inf:
+            return None
+        if hi == math.inf and lo == -math.inf:
+            return int(self.now()) + rng.randint(data.MIN_DURATION, data.MAX_DURATION)
+        if hi == math.inf:
+            return math.floor(lo) + rng.randint(HOUR, 3 * DAY)  # later than the first
+        if lo == -math.inf:
+            return math.ceil(hi) - rng.randint(HOUR, 30 * DAY)  # before the last scheduled
+        low, high = math.floor(lo) + 1, math.ceil(hi) - 1
+        return rng.randint(low, high) if low <= high else None
+
+    def _reschedule(self, test_id: int, end: int, rng: random.Random) -> None:
+        """Serve a new end_at (in a random offset), and a start_at before it if needed."""
+        served = self._test(test_id)
+        fields = {"end_at": data.format_time(end, rng.choice(data.OFFSETS))}
+        start_at = served["start_at"]
+        if start_at is None or data.parse_time(start_at) > end:
+            start = end - rng.randint(2, 72) * HOUR
+            fields["start_at"] = data.format_time(start, rng.choice(data.OFFSETS))
+        self.update_test(test_id, fields)
