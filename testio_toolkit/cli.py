@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -289,6 +289,27 @@ def problematic_clear(ctx: click.Context, products: tuple[int, ...]) -> None:
     click.echo(f"Cleared {cleared} entries.")
 
 
+def fault_switches(items: Iterable[str], poison: Iterable[int] = ()) -> dict[str, Any]:
+    """The Faults switches that ``--fault NAME=VALUE`` options (and ``--poison``) ask for.
+
+    A VALUE is read as JSON (``3``, ``0.1``, ``true``, ``null``), else kept as text
+    (``http-date``, ``insert,move_up``)::
+
+        fault_switches(["list_moves_every=3", "list_moves=insert,move_up"])
+    """
+    poisoned = set(poison)
+    switches: dict[str, Any] = {"poisoned_test_ids": poisoned} if poisoned else {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--fault")
+        try:
+            switches[name.strip()] = json.loads(text)
+        except ValueError:
+            switches[name.strip()] = text  # a plain word such as http-date
+    return switches
+
+
 @cli.command()
 @click.option(
     "--preset", default="small", type=click.Choice(["small", "medium", "large"]), show_default=True
@@ -304,7 +325,8 @@ def problematic_clear(ctx: click.Context, products: tuple[int, ...]) -> None:
     metavar="NAME=VALUE",
     help="Any fault switch of testio_toolkit.sandbox.Faults (repeatable), e.g. "
     "error_rate=0.1, drop_rate=0.05, rate_limit_next=3, retry_after_format=http-date, "
-    "bugs_524_over=5, hang_rate=0.01, fail_after=100, garbage_rate=0.02, unauthorized=true.",
+    "bugs_524_over=5, hang_rate=0.01, fail_after=100, garbage_rate=0.02, unauthorized=true, "
+    "list_moves_every=3, list_moves=insert,move_up.",
 )
 def sandbox(
     preset: str,
@@ -320,15 +342,7 @@ def sandbox(
     """
     from .sandbox import Sandbox
 
-    switches: dict[str, Any] = {"poisoned_test_ids": set(poison)} if poison else {}
-    for item in faults:
-        name, sep, text = item.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--fault")
-        try:
-            switches[name.strip()] = json.loads(text)
-        except ValueError:
-            switches[name.strip()] = text  # a plain word such as http-date
+    switches = fault_switches(faults, poison)
     server = Sandbox(preset=preset, seed=seed, port=port, latency_ms=latency_ms)
     try:
         server.set_faults(**switches)

@@ -19,17 +19,27 @@ What a client meets here, as on the real service:
   ``sections_with_default`` instead (the real service does the same). The default
   section of a sectioned product holds no features; that of an unsectioned product
   serves the product's features too.
-- Times are ISO 8601 with varying offsets, relative to a fixed "now" of
-  2025-06-02T12:00:00Z, not the wall clock. Retry-After is whole seconds, rounded up.
+- Times are ISO 8601 with varying offsets. The data was made for a "now" of
+  2025-06-02T12:00:00Z; the sandbox clock starts there and runs (``sb.now()``,
+  ``sb.advance(seconds)``), and every response's ``Date`` header tells it, not the wall
+  clock. Retry-After is whole seconds, rounded up, or an HTTP date on that clock.
+- ``exploratory_tests`` is ordered by ``end_at`` newest first, ties by id descending,
+  and unscheduled tests (null ``start_at`` and ``end_at``: those still initialized or
+  waiting) last. New tests sort where their ``end_at`` puts them
+  (``add_tests(..., where="head" | "sorted" | "unscheduled")``).
+- The list can move while it is read: with ``list_moves_every`` set, a test is added,
+  moved or deleted before some page requests are answered (``sb.movements`` lists them).
+- A deleted product (``delete_product``) answers 404 everywhere and can come back
+  (``restore_product``).
 - ``test_environment`` is null for a few tests and ``submitted_by`` for initialized
   ones; a bug's ``auto_accepted`` is sometimes absent and its ``steps`` sometimes null.
 """
 
 from __future__ import annotations
 
-from .faults import Faults
+from .faults import Faults, Movement
 from .presets import PRESETS, Preset
 from .sandbox import Sandbox
 from .state import Truth
 
-__all__ = ["PRESETS", "Faults", "Preset", "Sandbox", "Truth"]
+__all__ = ["PRESETS", "Faults", "Movement", "Preset", "Sandbox", "Truth"]
