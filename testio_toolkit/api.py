@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -388,12 +388,19 @@ class Mirror:
     ) -> SyncResult:
         build = backups.build_path_for(self.path)
         try:
-            with Store.open(build) as fresh:
+            with Store.open(build) as fresh, self._previous() as previous:
                 fresh.set_meta("source", self.source)
                 if self.path.exists():
                     fresh.copy_history_from(self.path)
                 result = await run_plan(
-                    client, fresh, plan, accounts, selected, source=self.source, on_progress=emit
+                    client,
+                    fresh,
+                    plan,
+                    accounts,
+                    selected,
+                    source=self.source,
+                    on_progress=emit,
+                    previous=previous,
                 )
             _require_success(result, self.path)
             backup = backups.swap_in(build, self.path)
@@ -415,9 +422,16 @@ class Mirror:
     ) -> SyncResult:
         build = backups.build_path_for(self.path)
         try:
-            with Store.open(build) as fresh:
+            with Store.open(build) as fresh, self._previous() as previous:
                 result = await run_plan(
-                    client, fresh, plan, accounts, selected, source=self.source, on_progress=emit
+                    client,
+                    fresh,
+                    plan,
+                    accounts,
+                    selected,
+                    source=self.source,
+                    on_progress=emit,
+                    previous=previous,
                 )
             _require_success(result, self.path)
             backup = None
@@ -442,6 +456,15 @@ class Mirror:
         result.run_id = run_id
         result.backup_path = str(backup) if backup else None
         return result
+
+    @contextlib.contextmanager
+    def _previous(self) -> Iterator[Store | None]:
+        """The mirror a nuke replaces, read-only: the rebuild is checked against its tests."""
+        if not self.path.exists():
+            yield None
+            return
+        with Store.open_read_only(self.path) as store:
+            yield store
 
     def restore(self) -> Path:
         """Put the newest backup back in place of the database; returns the backup used.

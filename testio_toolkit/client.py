@@ -117,6 +117,9 @@ class RequestStats:
     retries: int = 0
     rate_limit_waits: int = 0
     max_in_flight: int = 0
+    # The service's clock (its ``Date`` header) at the first answer: when the run began, as
+    # the service counts time. The engine derives the next incremental sync's stop from it.
+    first_server_date: datetime | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -606,6 +609,8 @@ class TestIOClient:
             status = response.status_code
             outcome = classify_status(status)
             if outcome is Outcome.OK:
+                if self.stats.first_server_date is None:
+                    self.stats.first_server_date = _http_date(response.headers.get("Date", ""))
                 try:
                     return unwrap_envelope(response.content, envelope, shape)
                 except GarbageBody as exc:

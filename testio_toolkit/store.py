@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 from .errors import SchemaTooNew, StoreCorrupt, StoreError
 from .rows import utc_text
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Marks a file as ours (PRAGMA application_id), so we never write into someone else's SQLite.
 APPLICATION_ID = 0x7E5710
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -136,7 +136,12 @@ CREATE TABLE unreadable (
 CREATE INDEX unreadable_open ON unreadable (product_id, resolved_at);
 """
 
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+# v2: where an incremental sync may stop reading a product's list (see sync.py).
+_SCHEMA_V2 = """
+ALTER TABLE product_state ADD COLUMN watermark TEXT;
+"""
+
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 
 def _migrate(conn: sqlite3.Connection, version: int) -> None:
@@ -207,6 +212,15 @@ class UpsertCounts:
     unchanged: int = 0
     unmarked: int = 0
     changed_ids: list[int] = field(default_factory=list)
+
+
+class ProductState(NamedTuple):
+    """How far a product's list was read: whole once (``backfill_complete``), when last
+    read whole, and where an incremental sync may stop (``watermark``, UTC text)."""
+
+    backfill_complete: bool
+    last_complete_read_at: str | None
+    watermark: str | None
 
 
 class TestState(NamedTuple):
@@ -574,22 +588,126 @@ class Store:
             found |= self.live_ids("bugs", f"test_id IN ({marks})", tuple(chunk))
         return found
 
+    def raw_of(self, table: str, ids: Sequence[int]) -> dict[int, str]:
+        """The stored ``raw`` JSON of these rows, by id (missing ids are left out)."""
+        found: dict[int, str] = {}
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            cursor = self.conn.execute(
+                f"SELECT id, raw FROM {table} WHERE id IN ({marks})", tuple(chunk)
+            )
+            found.update(cursor.fetchall())
+        return found
+
+    # -- products leaving and coming back -------------------------------------------------
+
+    def marked_gone_at(self, table: str, ids: Iterable[int]) -> dict[int, str]:
+        """When each of these rows was marked gone upstream (rows not marked are left out)."""
+        found: dict[int, str] = {}
+        for chunk in _chunks(sorted(set(ids))):
+            marks = ",".join("?" * len(chunk))
+            cursor = self.conn.execute(
+                f"SELECT id, deleted_upstream_at FROM {table} "
+                f"WHERE id IN ({marks}) AND deleted_upstream_at IS NOT NULL",
+                tuple(chunk),
+            )
+            found.update(cursor.fetchall())
+        return found
+
+    def mark_products_gone(self, product_ids: Iterable[int], when: str) -> dict[str, int]:
+        """Mark products gone upstream together with their tests, bugs and features.
+
+        Their backfill is reset, so a product that comes back is read in full. Returns the
+        rows marked per table.
+        """
+        todo = sorted(set(product_ids))
+        marked = {"products": self.mark_gone("products", todo, when)}
+        for table in ("tests", "bugs", "features"):
+            marked[table] = 0
+            for chunk in _chunks(todo):
+                marks = ",".join("?" * len(chunk))
+                where = f"product_id IN ({marks}) AND deleted_upstream_at IS NULL"
+                if self.read_only:
+                    marked[table] += self.conn.execute(
+                        f"SELECT count(*) FROM {table} WHERE {where}", tuple(chunk)
+                    ).fetchone()[0]
+                else:
+                    marked[table] += self._write(
+                        f"UPDATE {table} SET deleted_upstream_at = ? WHERE {where}",
+                        (when, *chunk),
+                    ).rowcount
+        for product_id in todo:
+            self.set_backfill_incomplete(product_id)
+        return marked
+
+    def unmark_product_rows(self, product_id: int, marked_at: str) -> dict[str, int]:
+        """A product came back: unmark the tests, bugs and features that were marked with it
+        (at ``marked_at``); rows gone on their own before stay marked. Returns the counts."""
+        unmarked: dict[str, int] = {}
+        for table in ("tests", "bugs", "features"):
+            where = "product_id = ? AND deleted_upstream_at = ?"
+            if self.read_only:
+                unmarked[table] = self.conn.execute(
+                    f"SELECT count(*) FROM {table} WHERE {where}", (product_id, marked_at)
+                ).fetchone()[0]
+            else:
+                unmarked[table] = self._write(
+                    f"UPDATE {table} SET deleted_upstream_at = NULL WHERE {where}",
+                    (product_id, marked_at),
+                ).rowcount
+        return unmarked
+
     # -- per-product bookkeeping ----------------------------------------------------------
 
-    def backfill_complete(self, product_id: int) -> bool:
+    def product_state(self, product_id: int) -> ProductState:
+        """What the store knows about how far a product's list was read."""
         rows = self.query(
-            "SELECT backfill_complete FROM product_state WHERE product_id = ?", (product_id,)
+            "SELECT backfill_complete, last_complete_read_at, watermark FROM product_state "
+            "WHERE product_id = ?",
+            (product_id,),
         )
-        return bool(rows and rows[0]["backfill_complete"])
+        if not rows:
+            return ProductState(False, None, None)
+        row = rows[0]
+        return ProductState(
+            bool(row["backfill_complete"]), row["last_complete_read_at"], row["watermark"]
+        )
 
-    def set_backfill_complete(self, product_id: int, when: str) -> None:
+    def backfill_complete(self, product_id: int) -> bool:
+        return self.product_state(product_id).backfill_complete
+
+    def set_backfill_complete(
+        self, product_id: int, when: str, watermark: str | None = None
+    ) -> None:
+        """The product's whole list was read and proven complete at ``when``."""
         if self.read_only:
             return
         self._write(
-            "INSERT INTO product_state (product_id, backfill_complete, last_complete_read_at) "
-            "VALUES (?, 1, ?) ON CONFLICT(product_id) DO UPDATE SET backfill_complete = 1, "
-            "last_complete_read_at = excluded.last_complete_read_at",
-            (product_id, when),
+            "INSERT INTO product_state "
+            "(product_id, backfill_complete, last_complete_read_at, watermark) "
+            "VALUES (?, 1, ?, ?) ON CONFLICT(product_id) DO UPDATE SET backfill_complete = 1, "
+            "last_complete_read_at = excluded.last_complete_read_at, "
+            "watermark = excluded.watermark",
+            (product_id, when, watermark),
+        )
+
+    def set_watermark(self, product_id: int, watermark: str | None) -> None:
+        """Where the next incremental sync of a (backfilled) product may stop reading."""
+        if self.read_only:
+            return
+        self._write(
+            "UPDATE product_state SET watermark = ? WHERE product_id = ? AND watermark IS NOT ?",
+            (watermark, product_id, watermark),
+        )
+
+    def set_backfill_incomplete(self, product_id: int) -> None:
+        """The next run must read the product's whole list again."""
+        if self.read_only:
+            return
+        self._write(
+            "UPDATE product_state SET backfill_complete = 0, watermark = NULL "
+            "WHERE product_id = ? AND backfill_complete = 1",
+            (product_id,),
         )
 
     # -- unreadable records ---------------------------------------------------------------
@@ -714,13 +832,16 @@ class Store:
         }
 
     def product_counts(self) -> list[Row]:
-        """Per product: its name and how many tests, bugs and features the mirror holds."""
+        """Per live product: its name and how many live tests, bugs and features it has."""
         return self.query(
             "SELECT p.id AS product_id, p.name, "
-            "(SELECT count(*) FROM tests t WHERE t.product_id = p.id) AS tests, "
-            "(SELECT count(*) FROM bugs b WHERE b.product_id = p.id) AS bugs, "
-            "(SELECT count(*) FROM features f WHERE f.product_id = p.id) AS features "
-            "FROM products p ORDER BY p.id"
+            "(SELECT count(*) FROM tests t WHERE t.product_id = p.id "
+            "AND t.deleted_upstream_at IS NULL) AS tests, "
+            "(SELECT count(*) FROM bugs b WHERE b.product_id = p.id "
+            "AND b.deleted_upstream_at IS NULL) AS bugs, "
+            "(SELECT count(*) FROM features f WHERE f.product_id = p.id "
+            "AND f.deleted_upstream_at IS NULL) AS features "
+            "FROM products p WHERE p.deleted_upstream_at IS NULL ORDER BY p.id"
         )
 
     # -- whole-mirror operations (nuke) ---------------------------------------------------

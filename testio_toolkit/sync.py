@@ -8,32 +8,46 @@ Usage (the public functions in ``api.py`` do this for you)::
             result = await run_plan(client, store, Plan(mode="refresh"), accounts, accounts,
                                     source="https://api.test.io/customer/v2")
 
-What differs between the modes is a handful of decisions, all made here:
+How a product's test list is read, and when a read counts as complete, is ``listing.py``'s
+job; this module decides what to read and writes what comes back. What differs between the
+modes is a handful of decisions, all made here:
 
-- ``sync`` reads each product's tests newest first and stops once it has seen
-  ``STOP_AFTER_KNOWN`` tests in a row that the mirror held before this run; it then re-reads
-  the tests whose status can still change, and the bugs of new, changed and changeable tests.
-  A product whose first backfill never finished, or that has unreadable records logged, is
-  read in full instead.
-- ``refresh`` and ``nuke`` read every page of every product and every bug, and mark what is
-  gone upstream (after checking each candidate on its detail endpoint, because the list can
-  shift under a reader and hide a test that still exists).
+- ``sync`` reads a product's list from the head until its tests ended before the product's
+  *watermark* (the service's clock when the last complete read began, less a margin), and
+  the tail where unscheduled tests sort; then the held tests whose status can still change,
+  and the bugs of new, changed and changeable tests. A product whose list was never read
+  whole, whose last whole read is older than ``FULL_READ_AFTER_DAYS``, that has no
+  watermark, or that has unreadable records logged, is read in full instead.
+- ``refresh`` and ``nuke`` read every product's whole list and every bug, and mark what is
+  gone upstream after checking each candidate on its detail endpoint. A nuke checks the
+  tests of the mirror it replaces the same way, so a rebuild never lacks a test that exists.
+
+Every full read checks the tests it held that the list did not show on their detail
+endpoint: one that is alive means the list hid it, which is evidence that the list moved.
+With evidence, the list is read again (``listing.MAX_PASSES``), and a product whose read
+still does not prove complete is ``partial``: "the list moved while it was read".
 
 Every page and every bug batch is written in its own transaction as it arrives, together with
-the bookkeeping it implies, so an interrupted run leaves a consistent mirror.
+the bookkeeping it implies, so an interrupted run leaves a consistent mirror. Each product
+runs in one task group that owns its pages, details and bug batches: a failure cancels and
+awaits every sibling.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from .client import TestIOClient
 from .errors import ApiError, AuthenticationError, NotFound, ServiceError, first_error
+from .listing import MAX_PASSES, Listing, ListingReader, Snapshot
 from .results import Counts, ProductReport, ProgressCallback, ProgressEvent, SyncResult
 from .rows import (
     bug_row,
@@ -43,23 +57,27 @@ from .rows import (
     product_row,
     section_ids,
     test_row,
+    utc_text,
 )
 from .store import Store, TestState, UpsertCounts, utc_now
 
 Mode = Literal["sync", "refresh", "nuke"]
 
-# Known tests seen in a row before an incremental sync stops paging a product. Larger than a
-# few list shifts, smaller than a page, so a no-change sync costs one page per product.
-STOP_AFTER_KNOWN = 10
-# Pages of one product requested ahead of the one being processed in a full read.
-PREFETCH_PAGES = 1
-# Window sizes tried, in order, when a list page answers 500 (each divides the one before).
-SALVAGE_SIZES = (5, 1)
+log = logging.getLogger(__name__)
+
+# An incremental sync reads a whole product again when its last whole read is this old: the
+# backstop for anything the watermark rule relies on and the service does not honour.
+FULL_READ_AFTER_DAYS = 7
+# Subtracted from the service's clock to make a watermark: clocks of the service's machines
+# may disagree, and reading the tests that ended in one more hour costs next to nothing.
+WATERMARK_MARGIN = timedelta(hours=1)
 
 # The product a request is made for, so the report can count requests per product.
 current_report: contextvars.ContextVar[ProductReport | None] = contextvars.ContextVar(
     "current_report", default=None
 )
+
+MOVED = "the list moved while it was read"
 
 
 def count_request(kind: str) -> None:
@@ -80,37 +98,31 @@ class Plan:
 
 
 @dataclass
-class PageRead:
-    """One list page: the items read with their offsets, the offsets that failed, and
-    whether the list ended inside this page."""
-
-    items: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-    unreadable: list[tuple[int, str]] = field(default_factory=list)
-    ended: bool = False
-
-
-@dataclass
 class _ProductRun:
     """State of one product during a run."""
 
     product: dict[str, Any]
     report: ProductReport
+    group: asyncio.TaskGroup
     held: dict[int, TestState]
     open_entries: list[dict[str, Any]]
-    backfilled: bool  # the whole list was read once: `held` is the product's size
-    full_read: bool = True
+    full_read: bool
+    stop_before: str | None  # where a head read may stop (None: read the whole list)
     seen: set[int] = field(default_factory=set)
-    order: dict[int, int | None] = field(
-        default_factory=dict
-    )  # offset -> test id (None: unreadable)
+    listing: Listing = field(default_factory=Listing)
     need_bugs: set[int] = field(default_factory=set)
     bug_tasks: list[asyncio.Task[None]] = field(default_factory=list)
     listing_complete: bool = False
+    moved: list[str] = field(default_factory=list)  # evidence that the list moved
+    confirmed: set[int] = field(default_factory=set)  # held tests checked on their details
     unreadable_positions: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def id(self) -> int:
         return int(self.product["id"])
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return self.group.create_task(coro)
 
 
 def add_upsert(counts: Counts, upserted: UpsertCounts) -> None:
@@ -125,8 +137,40 @@ def in_window(end_at: str | None, since: str | None) -> bool:
     return since is None or end_at is None or end_at >= since
 
 
+def later(a: str | None, b: str | None) -> str | None:
+    """The later of two UTC texts; None only when both are."""
+    if a is None or b is None:
+        return a or b
+    return max(a, b)
+
+
+def reads_in_full(
+    *, full_mode: bool, backfilled: bool, watermark: str | None, last_read: str | None,
+    unreadable_logged: bool, now: datetime,
+) -> bool:  # fmt: skip
+    """Whether a product's whole list is read: always in refresh and nuke; in a sync when
+    the list was never read whole, has no watermark, has unreadable records logged, or was
+    last read whole ``FULL_READ_AFTER_DAYS`` ago."""
+    if full_mode or not backfilled or watermark is None or unreadable_logged:
+        return True
+    if last_read is None:
+        return True
+    return last_read < utc_text(now - timedelta(days=FULL_READ_AFTER_DAYS))
+
+
+async def _all(coros: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run these side by side; the first failure cancels and awaits the rest."""
+    async with asyncio.TaskGroup() as group:
+        for coro in coros:
+            group.create_task(coro)
+
+
 class Engine:
-    """Runs one plan against one client and one store. Use once."""
+    """Runs one plan against one client and one store. Use once.
+
+    ``previous`` is the mirror a nuke replaces: its tests are what the rebuild is checked
+    against (they count as held, though the rebuild is written into ``store``).
+    """
 
     def __init__(
         self,
@@ -137,15 +181,18 @@ class Engine:
         source: str,
         on_progress: ProgressCallback | None = None,
         run_mode: str | None = None,
+        previous: Store | None = None,
     ) -> None:
         self.client = client
         self.store = store
+        self.previous = previous
         self.plan = plan
         self.source = source
         self.run_mode = run_mode or plan.mode
         self.on_progress = on_progress
         self.full = plan.mode != "sync"
         self.now = utc_now()
+        self.wall_now = datetime.fromisoformat(self.now.replace("Z", "+00:00"))
         # Products run side by side; the client's own limit bounds the requests in flight.
         self._product_slots = asyncio.Semaphore(max(2, client.options.concurrency))
 
@@ -166,6 +213,10 @@ class Engine:
             dry_run=self.plan.dry_run,
             started_at=self.now,
         )
+        # Tests created after the run began may be missed by it; the next sync reads back
+        # to here (the service's clock: its Date header on the product list).
+        began = self.client.stats.first_server_date
+        self.watermark = utc_text(began - WATERMARK_MARGIN) if began else None
         self._emit("products", total=len(selected))
         result.run_id = (
             self.store.start_run(self.run_mode, self.plan.product_ids, self.plan.since) or None
@@ -211,12 +262,17 @@ class Engine:
     def _write_products(
         self, products: list[dict[str, Any]], selected: list[dict[str, Any]]
     ) -> None:
+        """Upsert the selected products; a product back from the dead brings back the rows
+        marked with it, and products gone upstream are marked with theirs."""
         with self.store.transaction():
+            returned = self.store.marked_gone_at("products", (int(p["id"]) for p in selected))
             self.store.upsert("products", [product_row(p, self.now) for p in selected])
+            for product_id, marked_at in returned.items():
+                self.store.unmark_product_rows(product_id, marked_at)
             if not self.plan.product_ids:
                 listed = {int(p["id"]) for p in products}
                 gone = self.store.live_ids("products", "1", ()) - listed
-                self.store.mark_gone("products", gone, self.now)
+                self.store.mark_products_gone(gone, self.now)
 
     def _emit(
         self, phase: str, advance: int = 0, total: int = 0, message: str | None = None
@@ -245,114 +301,99 @@ class Engine:
 
     async def _product(self, product: dict[str, Any], report: ProductReport) -> None:
         pid = int(product["id"])
+        state = self.store.product_state(pid)
         open_entries = self.store.open_unreadable(pid)
-        run = _ProductRun(
-            product=product,
-            report=report,
-            held=self.store.test_states(pid),
-            open_entries=open_entries,
-            backfilled=self.store.backfill_complete(pid),
+        full_read = reads_in_full(
+            full_mode=self.full,
+            backfilled=state.backfill_complete,
+            watermark=state.watermark,
+            last_read=state.last_complete_read_at,
+            unreadable_logged=bool(open_entries),
+            now=self.wall_now,
         )
-        run.full_read = self.full or bool(open_entries) or not run.backfilled
+        since = self.plan.since
         try:
-            await self._list_tests(run)
-            if not self.full:
-                await self._reread_changeable(run)
-            self._queue_unread_bugs(run)
-            await self._read_bugs(run)
-            await self._read_features(run)
-            if self.full and run.listing_complete and not run.unreadable_positions:
-                await self._mark_gone_tests(run)
-        except BaseException:
-            for task in run.bug_tasks:
-                task.cancel()
-            await asyncio.gather(*run.bug_tasks, return_exceptions=True)
-            raise
+            async with asyncio.TaskGroup() as group:
+                run = _ProductRun(
+                    product=product,
+                    report=report,
+                    group=group,
+                    held=(self.previous or self.store).test_states(pid),
+                    open_entries=open_entries,
+                    full_read=full_read,
+                    stop_before=since if full_read else later(state.watermark, since),
+                )
+                await self._list_tests(run)
+                if not full_read:
+                    await self._reread_changeable(run)
+                self._queue_unread_bugs(run)
+                await self._read_bugs(run)
+                await self._read_features(run)
+        except BaseExceptionGroup as group_error:
+            raise first_error(group_error) from None
         self._settle_unreadable(run)
+        self._settle_listing(run, since_covered=since is None or since <= (state.watermark or ""))
 
     # -- tests: the list ------------------------------------------------------------------
 
     async def _list_tests(self, run: _ProductRun) -> None:
-        per_page = self.client.options.per_page
-        ahead = PREFETCH_PAGES if run.full_read else 0
-        # Where the list should end, from what we hold: reading ahead stops there, so a
-        # refresh of an unchanged product asks for exactly the pages it needs. Unknown
-        # (never read to the end): read ahead all the way.
-        live = sum(1 for state in run.held.values() if not state.gone)
-        last_expected = live // per_page + 1 if run.backfilled else None
-        tasks: dict[int, asyncio.Task[PageRead]] = {}
-        known_in_a_row = 0
-        page = 1
-        try:
-            while True:
-                until = page + ahead
-                if last_expected is not None:
-                    until = max(page, min(until, last_expected))
-                for next_page in range(page, until + 1):
-                    if next_page not in tasks:
-                        tasks[next_page] = asyncio.ensure_future(
-                            self._read_part(run.id, (next_page - 1) * per_page, per_page)
-                        )
-                read = await tasks.pop(page)
-                rows, known_in_a_row, older = self._take_page(run, read, known_in_a_row)
-                self._write_tests(run, rows, page_done=read.ended)
-                if run.full_read:
-                    # A full read wants the bugs of every test: fetch them while paging on.
-                    self._start_bug_batches(run, whole_only=True)
-                if read.ended:
-                    run.listing_complete = True
-                    return
-                if older:
-                    # Past the `since` limit: the window is read completely (the list is
-                    # sorted by end_at), which is all a since-limited run may judge.
-                    run.listing_complete = True
-                    return
-                if not run.full_read and known_in_a_row >= STOP_AFTER_KNOWN:
-                    return
-                page += 1
-        except BaseException:
-            for task in tasks.values():
-                task.cancel()
-            raise
-        finally:
-            # Pages read ahead past the end are let finish, not cancelled: a cancelled
-            # request frees our slot while the service still works on it, so the service
-            # would see more requests in flight than our limit allows.
-            if tasks:
-                await asyncio.gather(*tasks.values(), return_exceptions=True)
+        """Read the list until a pass proves it complete, at most ``MAX_PASSES`` times."""
 
-    def _take_page(
-        self, run: _ProductRun, read: PageRead, known_in_a_row: int
-    ) -> tuple[list[dict[str, Any]], int, bool]:
-        """Turn a page into rows to write; returns them, the known streak, and whether the
-        page went past the ``since`` limit."""
+        async def fetch(page: int, per_page: int) -> list[dict[str, Any]]:
+            return await self.client.tests_page(run.id, page, per_page)
+
+        def on_snapshot(snapshot: Snapshot) -> None:
+            self._take_snapshot(run, snapshot)
+
+        reader = ListingReader(fetch, self.client.options.per_page, on_snapshot)
+        for attempt in range(1, MAX_PASSES + 1):
+            run.listing = listing = Listing()
+            head = listing.segment()
+            await reader.read_head(head, run.stop_before)
+            if not head.reached_end:
+                await reader.read_tail(listing.segment(), self._expected_length(run))
+            if listing.unreadable:
+                # A broken record makes the product partial whatever else the read shows;
+                # reading again would not help (the next run reads it in full).
+                run.unreadable_positions = sorted(listing.unreadable.items())
+                return
+            evidence = listing.evidence()
+            if not evidence and run.full_read:
+                evidence = await self._confirm_missing(run)
+            if not evidence:
+                run.listing_complete = True
+                run.moved = []
+                return
+            run.moved = evidence
+            log.info(
+                "product %s: %s (%s); read %d of %d",
+                run.id, MOVED, "; ".join(evidence[:3]), attempt, MAX_PASSES,
+            )  # fmt: skip
+
+    def _expected_length(self, run: _ProductRun) -> int:
+        """How long the list should be: the live tests held plus the new ones seen."""
+        live = {test_id for test_id, state in run.held.items() if not state.gone}
+        return len(live | run.seen)
+
+    def _take_snapshot(self, run: _ProductRun, snapshot: Snapshot) -> None:
+        """Write the tests of one answered window that this run has not written yet."""
         rows: list[dict[str, Any]] = []
-        older = False
-        for offset, error in read.unreadable:
-            run.order[offset] = None
-            run.unreadable_positions.append((offset, error))
-        for offset, item in read.items:
+        for item in snapshot.items:
             row = test_row(item, run.id, self.now)
-            run.order[offset] = row["id"]
-            if not in_window(row["end_at"], self.plan.since):
-                older = True
-                continue
-            if row["id"] in run.seen:
-                continue  # the list shifted and showed it twice
+            if row["id"] in run.seen or not in_window(row["end_at"], self.plan.since):
+                continue  # read twice (windows overlap), or outside the `since` window
             run.seen.add(row["id"])
-            before = run.held.get(row["id"])
-            # Only tests held before this run count as known: never ones written minutes ago.
-            known_in_a_row = known_in_a_row + 1 if before and not before.gone else 0
             rows.append(row)
-        return rows, known_in_a_row, older
+        self._write_tests(run, rows)
+        if run.full_read:
+            # A full read wants the bugs of every test: fetch them while paging on.
+            self._start_bug_batches(run, whole_only=True)
 
-    def _write_tests(
-        self, run: _ProductRun, rows: list[dict[str, Any]], *, page_done: bool
-    ) -> None:
+    def _write_tests(self, run: _ProductRun, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
         with self.store.transaction():
             upserted = self.store.upsert("tests", rows)
-            if page_done and not self.plan.since:
-                self.store.set_backfill_complete(run.id, self.now)
         add_upsert(run.report.tests, upserted)
         changed = set(upserted.changed_ids)
         for row in rows:
@@ -360,37 +401,42 @@ class Engine:
                 run.need_bugs.add(row["id"])
         self._emit("tests", advance=len(rows))
 
-    async def _salvage(self, product_id: int, offset: int, size: int, error: str) -> PageRead:
-        """Re-read the window ``[offset, offset + size)`` in smaller aligned pages."""
-        smaller = [s for s in SALVAGE_SIZES if s < size and size % s == 0 and offset % s == 0]
-        if not smaller:
-            return PageRead(unreadable=[(offset, error)])
-        step = smaller[0]
-        parts = await asyncio.gather(
-            *(
-                self._read_part(product_id, start, step)
-                for start in range(offset, offset + size, step)
-            )
-        )
-        read = PageRead()
-        for part in parts:
-            read.items += part.items
-            read.unreadable += part.unreadable
-            if part.ended:
-                read.ended = True
-                break  # what lies after the end of the list is not part of it
-        return read
+    async def _confirm_missing(self, run: _ProductRun) -> list[str]:
+        """Held tests in the window that the list did not show: read each on its detail
+        endpoint (a 404 marks it gone). One that is alive where the read looked means the
+        list hid it: evidence that the list moved."""
+        missing = [
+            test_id
+            for test_id, state in run.held.items()
+            if not state.gone
+            and test_id not in run.seen
+            and test_id not in run.confirmed
+            and in_window(state.end_at, self.plan.since)
+        ]
+        run.confirmed.update(missing)
+        found = await self._read_details(run, missing)
+        hidden = [
+            test_id
+            for test_id, end_at in found.items()
+            if run.stop_before is None or end_at is None or end_at >= run.stop_before
+        ]
+        return [f"test {test_id} was missing from the list but exists" for test_id in hidden]
 
-    async def _read_part(self, product_id: int, offset: int, size: int) -> PageRead:
-        """Read the page ``[offset, offset + size)``; when it answers 500, salvage its window
-        in smaller pages."""
-        try:
-            items = await self.client.tests_page(product_id, offset // size + 1, size)
-        except ServiceError as exc:
-            if exc.status_code != 500:
-                raise
-            return await self._salvage(product_id, offset, size, str(exc))
-        return PageRead(items=list(enumerate(items, start=offset)), ended=len(items) < size)
+    def _settle_listing(self, run: _ProductRun, *, since_covered: bool) -> None:
+        """Record how far the list was read, and report a read that proved nothing."""
+        if run.unreadable_positions:
+            return  # partial through the unreadable records; the next run reads in full
+        with self.store.transaction():
+            if not run.listing_complete:
+                self.store.set_backfill_incomplete(run.id)
+            elif run.full_read and self.plan.since is None:
+                self.store.set_backfill_complete(run.id, self.now, self.watermark)
+            elif not run.full_read and since_covered:
+                self.store.set_watermark(run.id, self.watermark)
+        if not run.listing_complete and run.report.status == "success":
+            run.report.status = "partial"
+            evidence = "; ".join(run.moved[:3])
+            run.report.error = f"{MOVED} ({evidence}); the next run reads it in full"
 
     # -- tests: details -------------------------------------------------------------------
 
@@ -406,8 +452,13 @@ class Engine:
         ]
         await self._read_details(run, due)
 
-    async def _read_details(self, run: _ProductRun, test_ids: list[int]) -> None:
-        """Re-read held tests on their detail endpoint; a 404 marks one gone, with its bugs."""
+    async def _read_details(self, run: _ProductRun, test_ids: list[int]) -> dict[int, str | None]:
+        """Re-read held tests on their detail endpoint; a 404 marks one gone, with its bugs.
+        Returns the tests found alive, with their end_at."""
+        found: dict[int, str | None] = {}
+        # The detail form may carry fields the list does not: store the list form only, so
+        # a test's row does not depend on which endpoint served it.
+        stored = (self.previous or self.store).raw_of("tests", test_ids)
 
         async def one(test_id: int) -> None:
             try:
@@ -428,24 +479,13 @@ class Engine:
                     return
                 self._log(run, "test", record_id=test_id, error=str(exc))
                 return
-            row = test_row(item, run.id, self.now)
+            row = test_row(list_form(item, stored.get(test_id)), run.id, self.now)
+            found[test_id] = row["end_at"]
             run.seen.add(test_id)
-            self._write_tests(run, [row], page_done=False)
+            self._write_tests(run, [row])
 
-        await asyncio.gather(*(one(test_id) for test_id in test_ids))
-
-    async def _mark_gone_tests(self, run: _ProductRun) -> None:
-        """Tests held but not listed: confirm each on its detail endpoint before marking."""
-        missing = [
-            test_id
-            for test_id, state in run.held.items()
-            if not state.gone
-            and test_id not in run.seen
-            and in_window(state.end_at, self.plan.since)
-        ]
-        # A test found this way was hidden by a shifting list; writing it queues its bugs.
-        await self._read_details(run, missing)
-        await self._read_bugs(run)
+        await _all(one(test_id) for test_id in test_ids)
+        return found
 
     def _queue_unread_bugs(self, run: _ProductRun) -> None:
         """Tests whose bugs were never read completely (a failed batch, an interrupted run)
@@ -468,13 +508,19 @@ class Engine:
             self._emit("bugs", total=len(due))
         for start in range(0, len(due), size):
             batch = due[start : start + size]
-            run.bug_tasks.append(asyncio.ensure_future(self._read_bug_batch(run, batch)))
+            run.bug_tasks.append(run.spawn(self._read_bug_batch(run, batch)))
 
     async def _read_bugs(self, run: _ProductRun) -> None:
-        """Read the bugs of every test still due, and wait for all batches started."""
+        """Read the bugs of every test still due, and wait for all batches started.
+
+        The batches belong to the product's task group: one that fails cancels the rest."""
         self._start_bug_batches(run, whole_only=False)
         tasks, run.bug_tasks = run.bug_tasks, []
-        await asyncio.gather(*tasks)
+        if tasks:
+            await asyncio.wait(tasks)
+            for task in tasks:
+                if not task.cancelled() and (error := task.exception()) is not None:
+                    raise error
 
     async def _read_bug_batch(self, run: _ProductRun, test_ids: list[int]) -> None:
         try:
@@ -502,9 +548,9 @@ class Engine:
             sections: list[int | None] = list(section_ids(product))
         else:
             sections = [None]
-        lists = await asyncio.gather(
-            *(self.client.features(run.id, section) for section in sections)
-        )
+        async with asyncio.TaskGroup() as group:
+            reads = [group.create_task(self.client.features(run.id, s)) for s in sections]
+        lists = [read.result() for read in reads]
         rows: dict[int, dict[str, Any]] = {}
         for section, features in zip(sections, lists, strict=True):
             for feature in features:
@@ -555,13 +601,14 @@ class Engine:
     def _settle_unreadable(self, run: _ProductRun) -> None:
         """Log this run's unreadable list positions with their neighbours, and resolve the
         logged records this run did read."""
+        order = run.listing.order()
         for offset, error in run.unreadable_positions:
             self._log(
                 run,
                 "position",
                 position=offset,
-                prev_id=run.order.get(offset - 1),
-                next_id=run.order.get(offset + 1),
+                prev_id=order.get(offset - 1),
+                next_id=order.get(offset + 1),
                 error=error,
             )
         resolved: list[int] = []
@@ -575,6 +622,18 @@ class Engine:
         if resolved:
             with self.store.transaction():
                 self.store.resolve_unreadable(resolved, self.now)
+
+
+def list_form(detail: dict[str, Any], stored_raw: str | None) -> dict[str, Any]:
+    """A test from its detail endpoint in the form the list serves: the fields of the stored
+    (list) form, valued from the detail; the detail's own extras (``product``, ...) apart.
+
+    Without a stored form, only ``product`` is known to be the detail's own.
+    """
+    if stored_raw is None:
+        return {key: value for key, value in detail.items() if key != "product"}
+    stored: dict[str, Any] = json.loads(stored_raw)
+    return {key: detail.get(key, value) for key, value in stored.items()}
 
 
 def _is_cancel(exc: BaseException) -> bool:
@@ -615,13 +674,24 @@ async def run_plan(
     source: str,
     on_progress: ProgressCallback | None = None,
     run_mode: str | None = None,
+    previous: Store | None = None,
 ) -> SyncResult:
-    """Run one plan; re-raises the first error of a task group as itself."""
-    engine = Engine(client, store, plan, source=source, on_progress=on_progress, run_mode=run_mode)
+    """Run one plan; re-raises the first error of a task group as itself.
+
+    ``previous``: for a nuke, the mirror being replaced (see ``Engine``)."""
+    engine = Engine(
+        client,
+        store,
+        plan,
+        source=source,
+        on_progress=on_progress,
+        run_mode=run_mode,
+        previous=previous,
+    )
     try:
         return await engine.run(accounts, selected)
     except BaseExceptionGroup as group:
         raise first_error(group) from None
 
 
-__all__ = ["Engine", "PageRead", "Plan", "count_request", "run_plan", "select_products"]
+__all__ = ["Engine", "Plan", "count_request", "list_form", "run_plan", "select_products"]
