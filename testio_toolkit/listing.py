@@ -99,6 +99,10 @@ def window_after(end: int, max_size: int) -> Window:
 
     >>> window_after(25, 25), window_after(48, 25)
     (Window(start=24, size=24), Window(start=46, size=23))
+
+    Where ``end`` is a multiple of every size up to ``max_size`` (60 for 5; never for 25
+    below 26 billion), no such window goes past ``end``: then the smallest larger size that
+    does is used.
     """
     if end < 1:
         return Window(0, max_size)
@@ -108,10 +112,10 @@ def window_after(end: int, max_size: int) -> Window:
         candidate = Window(last // size * size, size)
         if candidate.end > best.end or (candidate.end == best.end and size > best.size):
             best = candidate
-    if best.end == end:
-        # `end` is a multiple of every size up to max_size (small sizes only: 60 for 5):
-        # no window can both overlap and go further. Go on without the overlap.
-        best = Window(end, max(s for s in range(1, max_size + 1) if end % s == 0))
+    size = max_size
+    while best.end == end:
+        size += 1
+        best = Window(last // size * size, size)
     return best
 
 
@@ -119,13 +123,21 @@ def window_before(offset: int, max_size: int) -> Window:
     """The window that reaches furthest back while still covering ``offset``.
 
     >>> window_before(30, 25)
-    Window(start=15, size=15)
+    Window(start=16, size=16)
+
+    As in ``window_after``, a larger size is used where none up to ``max_size`` reaches back.
     """
     best = Window(offset, 1)
     for size in range(2, max_size + 1):
         candidate = Window(offset // size * size, size)
-        if candidate.start < best.start or (candidate.start == best.start and size > best.size):
+        if candidate.start < best.start or (
+            candidate.start == best.start and size > best.size
+        ):
             best = candidate
+    size = max_size
+    while best.start == offset > 0:
+        size += 1
+        best = Window(offset // size * size, size)
     return best
 
 
