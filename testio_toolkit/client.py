@@ -61,6 +61,7 @@ from .errors import (
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "BugBatchSizer",
     "ClientOptions",
     "RequestStats",
     "TestIOClient",
@@ -288,6 +289,20 @@ def chunked(items: Sequence[T], size: int) -> list[list[T]]:
     return [list(items[start : start + size]) for start in range(0, len(items), size)]
 
 
+def chunked_evenly(items: Sequence[T], size: int) -> list[list[T]]:
+    """As few parts of at most ``size`` as ``chunked``, of nearly equal length:
+    ``chunked_evenly(list(range(7)), 4)`` -> ``[[0, 1, 2, 3], [4, 5, 6]]``, and
+    ``chunked_evenly(list(range(9)), 4)`` -> ``[[0, 1, 2], [3, 4, 5], [6, 7, 8]]``."""
+    count = max(1, math.ceil(len(items) / size))
+    base, extra = divmod(len(items), count)
+    parts, start = [], 0
+    for index in range(count):
+        end = start + base + (index < extra)
+        parts.append(list(items[start:end]))
+        start = end
+    return parts
+
+
 def dedupe_by_id(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """First object per ``id``, in order; objects without an id are kept as they come."""
     seen: set[Any] = set()
@@ -300,6 +315,68 @@ def dedupe_by_id(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             seen.add(key)
         unique.append(obj)
     return unique
+
+
+class BugBatchSizer:
+    """How many test ids one ``bugs`` request carries, learned from 524s during one run.
+
+    >>> sizer = BugBatchSizer(15)
+    >>> sizer.size                    # 15: nothing learned yet
+    >>> sizer.too_heavy(15); sizer.size
+    7
+    >>> sizer.worked(7); sizer.size   # binary search between what worked and what did not
+    11
+
+    ``size`` is the batch size to use now: the ceiling until a batch was too heavy, then a
+    binary search between the largest size that worked (``confirmed``) and the smallest
+    that did not, which settles after a few probes. Once a batch was too heavy, sizes up
+    to ``confirmed`` are safe to send concurrently and a larger one is a probe (the client
+    sends one probe at a time); the first 524 of a run may strike every request in flight.
+    After ``grow_after`` successes at the settled size, the limit is raised again (the
+    service may have recovered) and the wait before the next rise doubles, so a service
+    that stays slow costs a handful of probes per run.
+    """
+
+    def __init__(self, ceiling: int, grow_after: int = 50) -> None:
+        self.ceiling = ceiling
+        self.grow_after = grow_after
+        self.confirmed = 0  # the largest size that answered (below too_big)
+        self.too_big = ceiling + 1  # the smallest size that was too heavy
+        self._streak = 0
+
+    def is_probe(self, size: int) -> bool:
+        """True when a batch of ``size`` may be too heavy: once a 524 was seen, sizes above
+        ``confirmed``. Before any 524, nothing is a probe (no cost when all is well)."""
+        return self.too_big <= self.ceiling and size > self.confirmed
+
+    @property
+    def size(self) -> int:
+        if self.too_big > self.ceiling:
+            return self.ceiling
+        if self.too_big - self.confirmed > 1:
+            return max(1, (self.confirmed + self.too_big) // 2)
+        return self.confirmed
+
+    def worked(self, size: int) -> None:
+        """A request for ``size`` test ids answered."""
+        if size > self.confirmed:
+            self.confirmed = min(size, self.ceiling)
+            self.too_big = max(self.too_big, self.confirmed + 1)
+        if size < self.confirmed or self.too_big > self.ceiling:
+            return
+        self._streak += 1
+        if self.too_big - self.confirmed == 1 and self._streak >= self.grow_after:
+            # Settled for a while: try larger batches again, less eagerly each time.
+            self.too_big = min(self.ceiling + 1, self.too_big * 2)
+            self._streak = 0
+            self.grow_after *= 2
+
+    def too_heavy(self, size: int) -> None:
+        """A request for ``size`` (> 1) test ids answered 524 or timed out."""
+        self._streak = 0
+        self.too_big = min(self.too_big, max(size, 2))
+        if self.confirmed >= self.too_big:
+            self.confirmed = 0  # what worked before no longer does: probe again
 
 
 def normalise_base_url(base_url: str) -> str:
@@ -411,6 +488,8 @@ class TestIOClient:
             transport=transport,
         )
         self._slots = asyncio.Semaphore(limit)
+        self._bug_sizer = BugBatchSizer(self.options.bug_batch_size)
+        self._bug_probe = asyncio.Lock()
         self._in_flight = 0
         self._paused_until = -math.inf  # monotonic instant; set by any 429, awaited by all
         # Seams for tests: a fake clock and sleep make pauses measurable without waiting.
@@ -480,8 +559,10 @@ class TestIOClient:
     async def bugs(self, test_ids: Sequence[int]) -> list[dict[str, Any]]:
         """All bugs of these tests, each once: ``await client.bugs([4711, 4712])``.
 
-        Asks for at most ``bug_batch_size`` tests per request, batches concurrently; a batch
-        the service finds too heavy (524, or our read timeout) is asked again in halves.
+        Asks for at most ``bug_batch_size`` tests per request, batches concurrently. A batch
+        the service finds too heavy (524, or our read timeout) teaches the client a smaller
+        batch size, which every later batch of this client uses from the start (see
+        ``BugBatchSizer``): a 524 costs a few requests per run, not a few per batch.
         """
         ids = unique_ids(test_ids)
         if not ids:
@@ -492,14 +573,48 @@ class TestIOClient:
         return dedupe_by_id(bug for batch in batches for bug in batch)
 
     async def _bugs_of(self, ids: list[int]) -> list[dict[str, Any]]:
+        sizer = self._bug_sizer
+        found: list[dict[str, Any]] = []
+        rest = ids
+        while rest:
+            size = sizer.size
+            if not sizer.is_probe(min(size, len(rest))):
+                # A size known to work (or nothing learned yet): all parts at once.
+                parts = chunked_evenly(rest, size)
+                if len(parts) > 1:
+                    answers = await _gather(self._bugs_of(part) for part in parts)
+                    return found + [bug for answer in answers for bug in answer]
+                try:
+                    return found + await self._ask_bugs(rest)
+                except _Overloaded:
+                    continue  # the sizer learned from it; split by the new size
+            # A size not known to work: one probe at a time and one part at a time, so
+            # that a 524 is paid once per size, not by every request in flight.
+            async with self._bug_probe:
+                part = rest[: sizer.size]
+                if not sizer.is_probe(len(part)):
+                    continue  # another probe taught us something meanwhile
+                try:
+                    found += await self._ask_bugs(part)
+                except _Overloaded:
+                    continue
+                rest = rest[len(part) :]
+        return found
+
+    async def _ask_bugs(self, ids: list[int]) -> list[dict[str, Any]]:
         params = {"filter_test_cycle_ids": ",".join(str(i) for i in ids)}
         try:
-            return await self._get_list("bugs", params, "bugs", overload_fails_fast=len(ids) > 1)
+            bugs = await self._get_list("bugs", params, "bugs", overload_fails_fast=len(ids) > 1)
         except _Overloaded:
-            middle = len(ids) // 2
-            log.info("GET bugs for %d tests was too heavy; asking in halves", len(ids))
-            left, right = await _gather([self._bugs_of(ids[:middle]), self._bugs_of(ids[middle:])])
-            return left + right
+            self._bug_sizer.too_heavy(len(ids))
+            log.info(
+                "GET bugs for %d tests was too heavy; asking for %d at a time",
+                len(ids),
+                self._bug_sizer.size,
+            )
+            raise
+        self._bug_sizer.worked(len(ids))
+        return bugs
 
     # -- the request machinery ---------------------------------------------------------------
 
