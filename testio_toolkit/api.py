@@ -42,7 +42,7 @@ from .progress import ProgressBars
 from .results import ProgressCallback, SyncResult
 from .rows import parse_since
 from .runner import run_blocking
-from .store import Store, check_database_file
+from .store import Store, check_database_file, storage_problem
 from .sync import Mode, Plan, count_request, run_plan, select_products
 
 if TYPE_CHECKING:
@@ -87,6 +87,8 @@ class MirrorStatus:
     last_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     open_unreadable: int = 0
     backups: list[str] = field(default_factory=list)
+    # Why a sync, refresh or nuke cannot update the mirror where it is (read-only storage).
+    cannot_update: str | None = None
 
     def lines(self) -> list[str]:
         """The status as text lines."""
@@ -102,6 +104,8 @@ class MirrorStatus:
         out.append(f"unreadable records waiting for a retry: {self.open_unreadable}")
         if self.backups:
             out.append(f"backups:  {', '.join(self.backups)}")
+        if self.cannot_update:
+            out.append(f"updates:  not possible here: {self.cannot_update} (reading works)")
         return out
 
     def __repr__(self) -> str:
@@ -479,6 +483,7 @@ class Mirror:
 
     def clear_unreadable(self, products: Products = None) -> int:
         """Forget logged unreadable records (all, or some products'); returns how many."""
+        check_database_file(self.path)  # refuse a file that is not a mirror: create nothing
         with (
             WriterLock(self.path, mode="clear", wait=self.wait),
             Store.open(self.path, create=False) as store,
@@ -500,6 +505,7 @@ class Mirror:
             exists=exists,
             size_bytes=self.path.stat().st_size if exists else 0,
             backups=[p.name for p in self.backups()],
+            cannot_update=storage_problem(self.path) if self.path.parent.is_dir() else None,
         )
         if exists:
             with Store.open_read_only(self.path) as store:
@@ -577,10 +583,16 @@ class Mirror:
 
         >>> list(tt.db.query("select status, count(*) n from tests group by status"))
         """
+        import sqlite3
+
         import sqlite_utils
 
         if not self.path.exists():
             raise StoreError(f"no database at {self.path}; run a sync first", path=str(self.path))
+        if storage_problem(self.path) is not None:
+            # Read-only storage: SQLite could not make the -shm file; nobody writes there.
+            uri = f"{self.path.resolve().as_uri()}?immutable=1"
+            return sqlite_utils.Database(sqlite3.connect(uri, uri=True))
         return sqlite_utils.Database(self.path)
 
 
