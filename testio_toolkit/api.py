@@ -196,7 +196,16 @@ class Mirror:
         else:
             assert self.settings.token is not None
             url, token = self.settings.base_url, self.settings.token.reveal()
-        return TestIOClient(url, token, self.client_options, on_request=count_request)
+        if self.sandbox:
+            return TestIOClient(url, token, self.client_options, on_request=count_request)
+        return TestIOClient(
+            url,
+            token,
+            self.client_options,
+            on_request=count_request,
+            token_hint=self.settings.token_hint(),
+            base_url_hint=self.settings.base_url_hint(),
+        )
 
     def _plan(self, mode: Mode, products: Products, since: Since, dry_run: bool) -> Plan:
         ids = _ids(products) or self.settings.product_ids
@@ -213,6 +222,17 @@ class Mirror:
                 "path (TESTIO_DB_PATH) for this account"
             )
 
+    def _check_path(self) -> None:
+        """``check_database_file``, naming where a bad path came from (TESTIO_DB_PATH, a
+        .env file, --db ...): the user has to know what to fix."""
+        try:
+            check_database_file(self.path)
+        except StoreError as exc:
+            if self.settings.origin("db_path") == "the default":
+                raise
+            note = self.settings.db_path_note()
+            raise type(exc)(f"{exc} ({note})", path=exc.path) from None
+
     def _bars(self, progress: bool | None, forward: ProgressCallback | None) -> ProgressBars:
         shown = self.progress if progress is None else progress
         return ProgressBars(disable=not shown, forward=forward)
@@ -220,7 +240,7 @@ class Mirror:
     async def _execute(
         self, plan: Plan, progress: bool | None, on_progress: ProgressCallback | None
     ) -> SyncResult:
-        check_database_file(self.path)
+        self._check_path()
         # A dry run takes no lock and opens the file read-only: it cannot write.
         lock = (
             contextlib.nullcontext()
@@ -334,7 +354,7 @@ class Mirror:
     ) -> NukePlan | SyncResult:
         """Async twin of ``nuke()``."""
         ids = _ids(products) or self.settings.product_ids
-        check_database_file(self.path)
+        self._check_path()
         plan = backups.make_plan(self.path, ids, self.keep_backups, self.source)
         if dry_run or not confirm:
             return plan
@@ -473,6 +493,7 @@ class Mirror:
         Entries are marked resolved as their records are read. Returns None when nothing
         waits for a retry.
         """
+        self._check_path()
         if not self.path.exists():
             return None
         with Store.open_read_only(self.path) as store:
@@ -483,7 +504,7 @@ class Mirror:
 
     def clear_unreadable(self, products: Products = None) -> int:
         """Forget logged unreadable records (all, or some products'); returns how many."""
-        check_database_file(self.path)  # refuse a file that is not a mirror: create nothing
+        self._check_path()  # refuse a file that is not a mirror: create nothing
         with (
             WriterLock(self.path, mode="clear", wait=self.wait),
             Store.open(self.path, create=False) as store,
@@ -498,6 +519,7 @@ class Mirror:
 
     def status(self) -> MirrorStatus:
         """What the mirror holds and when each mode last ran. Reads only."""
+        self._check_path()
         exists = self.path.exists()
         status = MirrorStatus(
             db_path=str(self.path),
@@ -518,6 +540,7 @@ class Mirror:
         """Products: id, name, type, sectioned, tests (count), synced_at, ..."""
         from . import frames
 
+        self._check_path()
         return frames.products(self.path, include_deleted=include_deleted)
 
     def tests(
@@ -532,6 +555,7 @@ class Mirror:
         created_at, bugs (count) and any column you added."""
         from . import frames
 
+        self._check_path()
         return frames.tests(
             self.path, product=product, status=status, since=since, include_deleted=include_deleted
         )
@@ -549,6 +573,7 @@ class Mirror:
         """Bugs with their test's title and end and their product's name."""
         from . import frames
 
+        self._check_path()
         return frames.bugs(
             self.path,
             product=product,
@@ -563,18 +588,21 @@ class Mirror:
         """Features: id, product_id, section_id, title, description, howtofind, user_stories."""
         from . import frames
 
+        self._check_path()
         return frames.features(self.path, product=product)
 
     def runs(self) -> pd.DataFrame:
         """The run history: mode, status, started_at, ended_at, seconds, requests, counts."""
         from . import frames
 
+        self._check_path()
         return frames.runs(self.path)
 
     def unreadable(self, *, include_resolved: bool = False) -> pd.DataFrame:
         """Records the service could not serve: product, kind, position, neighbours, tries."""
         from . import frames
 
+        self._check_path()
         return frames.unreadable(self.path, include_resolved=include_resolved)
 
     @property

@@ -86,6 +86,9 @@ class ClientOptions:
     timeout: float = 30.0  # seconds, per request (connect/read/write/pool)
     max_attempts: int = 5  # attempts for 502/503/504, timeouts, dropped connections, garbage
     max_attempts_500: int = 2  # attempts for a plain 500 (one broken record: caller salvages)
+    # attempts when no connection can be made and the host never answered this client
+    # (a wrong host or port, no network): fail in about a second, not after 5 backoffs
+    max_attempts_unreachable: int = 3
     backoff_base: float = 0.5  # exponential backoff with jitter: base * 2**n ...
     backoff_max: float = 20.0  # ... capped here
     max_rate_limit_waits: int = 30  # 429s tolerated per request before RateLimited
@@ -94,7 +97,13 @@ class ClientOptions:
     per_page: int = 25
 
     def __post_init__(self) -> None:
-        at_least_one = ("concurrency", "max_attempts", "max_attempts_500", "bug_batch_size")
+        at_least_one = (
+            "concurrency",
+            "max_attempts",
+            "max_attempts_500",
+            "max_attempts_unreachable",
+            "bug_batch_size",
+        )
         for name in (*at_least_one, "per_page"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"ClientOptions.{name} must be at least 1")
@@ -265,13 +274,30 @@ def describe_transport_error(exc: httpx.TransportError) -> str:
     return f"the request failed ({name})"
 
 
-def refusal_error(status_code: int, what: str, endpoint: str) -> ApiError:
-    """The error for a status not worth retrying."""
+# Endpoints that exist in every account: a 404 there means the base URL is wrong.
+ALWAYS_THERE = frozenset({"products"})
+TOKEN_HINT = "check TESTIO_CUSTOMER_API_TOKEN (in the environment or a .env file)"
+BASE_URL_HINT = "check the base URL (TESTIO_CUSTOMER_API_BASE_URL)"
+
+
+def refusal_error(
+    status_code: int,
+    what: str,
+    endpoint: str,
+    *,
+    base_url: str = "",
+    token_hint: str = TOKEN_HINT,
+    base_url_hint: str = BASE_URL_HINT,
+) -> ApiError:
+    """The error for a status not worth retrying, saying what to check."""
     if status_code == 401:
         cls: type[ApiError] = AuthenticationError
-        why = "the service refused the API token (401)"
+        why = f"the service refused the API token (401); {token_hint}"
     elif status_code == 403:
         cls, why = PermissionDenied, "the API token has no access to this object (403)"
+    elif status_code == 404 and endpoint in ALWAYS_THERE:
+        cls = NotFound
+        why = f"nothing found at {base_url.rstrip('/')}/{endpoint} (404); {base_url_hint}"
     elif status_code == 404:
         cls, why = NotFound, "no such object (404)"
     else:
@@ -419,10 +445,20 @@ def check_token(token: str) -> str:
 class _Transient(Exception):
     """One failed attempt worth another (internal: it always ends as ServiceError)."""
 
-    def __init__(self, reason: str, status_code: int | None, *, overloaded: bool = False) -> None:
+    def __init__(
+        self,
+        reason: str,
+        status_code: int | None,
+        *,
+        overloaded: bool = False,
+        unreachable: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status_code = status_code
+        # No connection could be made, and this client never had an answer: probably a
+        # wrong host or port, or no network, rather than a blip in a running sync.
+        self.unreachable = unreachable
         # The origin took too long for this request: 524 from the gateway, or our own read
         # timeout, which fires first (30 s) when the gateway would wait 100 s to send its 524.
         self.overloaded = overloaded
@@ -469,11 +505,19 @@ class TestIOClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         on_request: Callable[[str], None] | None = None,
+        token_hint: str = TOKEN_HINT,
+        base_url_hint: str = BASE_URL_HINT,
     ) -> None:
         self.options = options or ClientOptions()
+        # What messages tell a user to check (Settings knows where each value came from).
+        self._token_hint = token_hint
+        self._base_url_hint = base_url_hint
         # Called with the endpoint kind for every request sent (the engine counts per product).
         self._on_request = on_request
         self.base_url = normalise_base_url(base_url)
+        # The base URL as messages show it: never with the token, should it be pasted in.
+        self._shown_url = self.base_url.replace(token.strip(), "***") if token.strip() else ""
+        self._answered = False  # any response at all: the host is there
         self.stats = RequestStats()
         limit = self.options.concurrency
         self._http = httpx.AsyncClient(
@@ -671,6 +715,8 @@ class TestIOClient:
             if overload_fails_fast and failure.overloaded:
                 return True
             allowed = attempts_allowed(failure.status_code, self.options, salvageable=salvageable)
+            if failure.unreachable:
+                allowed = min(allowed, self.options.max_attempts_unreachable)
             return retry_state.attempt_number >= allowed
 
         retrying = AsyncRetrying(
@@ -692,8 +738,10 @@ class TestIOClient:
                     status_code=failure.status_code,
                 ) from cause
             times = "attempt" if state.attempts == 1 else "attempts"
+            connect = isinstance(cause, httpx.ConnectError)
+            hint = f"; {self._base_url_hint} and the network" if connect else ""
             raise ServiceError(
-                f"{what} failed: {failure.reason} after {state.attempts} {times}",
+                f"{what} failed: {failure.reason} after {state.attempts} {times}{hint}",
                 endpoint=path,
                 status_code=failure.status_code,
             ) from cause
@@ -714,10 +762,18 @@ class TestIOClient:
                 response = await self._send(path, params, kind=envelope)
             except httpx.TransportError as exc:
                 reason = describe_transport_error(exc)
+                if isinstance(exc, httpx.ConnectError):
+                    reason += f" to {self._shown_url}"
                 overloaded = isinstance(exc, httpx.ReadTimeout)
-                raise _Transient(reason, None, overloaded=overloaded) from exc
+                raise _Transient(
+                    reason,
+                    None,
+                    overloaded=overloaded,
+                    unreachable=isinstance(exc, httpx.ConnectError) and not self._answered,
+                ) from exc
             except httpx.DecodingError as exc:  # e.g. a truncated gzip body
                 raise _Transient("the service sent a body that cannot be decoded", None) from exc
+            self._answered = True
             status = response.status_code
             outcome = classify_status(status)
             if outcome is Outcome.OK:
@@ -728,7 +784,14 @@ class TestIOClient:
             if outcome is Outcome.RETRY:
                 raise _Transient(f"HTTP {status}", status, overloaded=status == 524)
             if outcome is Outcome.REFUSED:
-                raise refusal_error(status, what, path)
+                raise refusal_error(
+                    status,
+                    what,
+                    path,
+                    base_url=self._shown_url,
+                    token_hint=self._token_hint,
+                    base_url_hint=self._base_url_hint,
+                )
             # 429: does not use up an attempt, but is bounded on its own.
             state.rate_limit_waits += 1
             if state.rate_limit_waits > self.options.max_rate_limit_waits:

@@ -419,7 +419,7 @@ async def test_refusals_map_to_their_error_without_retry(
         with pytest.raises(error) as caught:
             await client.product(12)
     assert type(caught.value) is error
-    assert str(caught.value) == f"GET products/12 failed: {says}"
+    assert str(caught.value).startswith(f"GET products/12 failed: {says}")
     assert (caught.value.endpoint, caught.value.status_code) == ("products/12", status)
     assert calls == 1
 
@@ -531,7 +531,8 @@ async def test_timeouts_and_dropped_connections_are_retried_then_service_error(
         with pytest.raises(ServiceError) as caught:
             await client.products()
     assert calls == 3
-    assert str(caught.value) == f"GET products failed: {says} after 3 attempts"
+    assert str(caught.value).startswith(f"GET products failed: {says}")
+    assert "after 3 attempts" in str(caught.value)
     assert caught.value.status_code is None
     assert isinstance(caught.value.__cause__, error)
 
