@@ -292,7 +292,7 @@ def refusal_error(
     """The error for a status not worth retrying, saying what to check."""
     if status_code == 401:
         cls: type[ApiError] = AuthenticationError
-        why = f"the service refused the API token (401); {token_hint}"
+        why = "the service refused the API token (401)" + (f"; {token_hint}" if token_hint else "")
     elif status_code == 403:
         cls, why = PermissionDenied, "the API token has no access to this object (403)"
     elif status_code == 404 and endpoint in ALWAYS_THERE:
