@@ -42,7 +42,7 @@ from .progress import ProgressBars
 from .results import ProgressCallback, SyncResult
 from .rows import parse_since
 from .runner import run_blocking
-from .store import Store, check_database_file
+from .store import Store, check_database_file, storage_problem
 from .sync import Mode, Plan, count_request, run_plan, select_products
 
 if TYPE_CHECKING:
@@ -87,6 +87,8 @@ class MirrorStatus:
     last_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     open_unreadable: int = 0
     backups: list[str] = field(default_factory=list)
+    # Why a sync, refresh or nuke cannot update the mirror where it is (read-only storage).
+    cannot_update: str | None = None
 
     def lines(self) -> list[str]:
         """The status as text lines."""
@@ -102,6 +104,8 @@ class MirrorStatus:
         out.append(f"unreadable records waiting for a retry: {self.open_unreadable}")
         if self.backups:
             out.append(f"backups:  {', '.join(self.backups)}")
+        if self.cannot_update:
+            out.append(f"updates:  not possible here: {self.cannot_update} (reading works)")
         return out
 
     def __repr__(self) -> str:
@@ -192,7 +196,19 @@ class Mirror:
         else:
             assert self.settings.token is not None
             url, token = self.settings.base_url, self.settings.token.reveal()
-        return TestIOClient(url, token, self.client_options, on_request=count_request)
+        if self.sandbox:
+            # The sandbox's own token: nothing of the user's to check.
+            return TestIOClient(
+                url, token, self.client_options, on_request=count_request, token_hint=""
+            )
+        return TestIOClient(
+            url,
+            token,
+            self.client_options,
+            on_request=count_request,
+            token_hint=self.settings.token_hint(),
+            base_url_hint=self.settings.base_url_hint(),
+        )
 
     def _plan(self, mode: Mode, products: Products, since: Since, dry_run: bool) -> Plan:
         ids = _ids(products) or self.settings.product_ids
@@ -209,6 +225,17 @@ class Mirror:
                 "path (TESTIO_DB_PATH) for this account"
             )
 
+    def _check_path(self) -> None:
+        """``check_database_file``, naming where a bad path came from (TESTIO_DB_PATH, a
+        .env file, --db ...): the user has to know what to fix."""
+        try:
+            check_database_file(self.path)
+        except StoreError as exc:
+            if self.settings.origin("db_path") == "the default":
+                raise
+            note = self.settings.db_path_note()
+            raise type(exc)(f"{exc} ({note})", path=exc.path) from None
+
     def _bars(self, progress: bool | None, forward: ProgressCallback | None) -> ProgressBars:
         shown = self.progress if progress is None else progress
         return ProgressBars(disable=not shown, forward=forward)
@@ -216,7 +243,7 @@ class Mirror:
     async def _execute(
         self, plan: Plan, progress: bool | None, on_progress: ProgressCallback | None
     ) -> SyncResult:
-        check_database_file(self.path)
+        self._check_path()
         # A dry run takes no lock and opens the file read-only: it cannot write.
         lock = (
             contextlib.nullcontext()
@@ -330,7 +357,7 @@ class Mirror:
     ) -> NukePlan | SyncResult:
         """Async twin of ``nuke()``."""
         ids = _ids(products) or self.settings.product_ids
-        check_database_file(self.path)
+        self._check_path()
         plan = backups.make_plan(self.path, ids, self.keep_backups, self.source)
         if dry_run or not confirm:
             return plan
@@ -492,6 +519,7 @@ class Mirror:
         Entries are marked resolved as their records are read. Returns None when nothing
         waits for a retry.
         """
+        self._check_path()
         if not self.path.exists():
             return None
         with Store.open_read_only(self.path) as store:
@@ -502,6 +530,7 @@ class Mirror:
 
     def clear_unreadable(self, products: Products = None) -> int:
         """Forget logged unreadable records (all, or some products'); returns how many."""
+        self._check_path()  # refuse a file that is not a mirror: create nothing
         with (
             WriterLock(self.path, mode="clear", wait=self.wait),
             Store.open(self.path, create=False) as store,
@@ -516,6 +545,7 @@ class Mirror:
 
     def status(self) -> MirrorStatus:
         """What the mirror holds and when each mode last ran. Reads only."""
+        self._check_path()
         exists = self.path.exists()
         status = MirrorStatus(
             db_path=str(self.path),
@@ -523,6 +553,7 @@ class Mirror:
             exists=exists,
             size_bytes=self.path.stat().st_size if exists else 0,
             backups=[p.name for p in self.backups()],
+            cannot_update=storage_problem(self.path) if self.path.parent.is_dir() else None,
         )
         if exists:
             with Store.open_read_only(self.path) as store:
@@ -535,6 +566,7 @@ class Mirror:
         """Products: id, name, type, sectioned, tests (count), synced_at, ..."""
         from . import frames
 
+        self._check_path()
         return frames.products(self.path, include_deleted=include_deleted)
 
     def tests(
@@ -549,6 +581,7 @@ class Mirror:
         created_at, bugs (count) and any column you added."""
         from . import frames
 
+        self._check_path()
         return frames.tests(
             self.path, product=product, status=status, since=since, include_deleted=include_deleted
         )
@@ -566,6 +599,7 @@ class Mirror:
         """Bugs with their test's title and end and their product's name."""
         from . import frames
 
+        self._check_path()
         return frames.bugs(
             self.path,
             product=product,
@@ -580,18 +614,21 @@ class Mirror:
         """Features: id, product_id, section_id, title, description, howtofind, user_stories."""
         from . import frames
 
+        self._check_path()
         return frames.features(self.path, product=product)
 
     def runs(self) -> pd.DataFrame:
         """The run history: mode, status, started_at, ended_at, seconds, requests, counts."""
         from . import frames
 
+        self._check_path()
         return frames.runs(self.path)
 
     def unreadable(self, *, include_resolved: bool = False) -> pd.DataFrame:
         """Records the service could not serve: product, kind, position, neighbours, tries."""
         from . import frames
 
+        self._check_path()
         return frames.unreadable(self.path, include_resolved=include_resolved)
 
     @property
@@ -600,10 +637,16 @@ class Mirror:
 
         >>> list(tt.db.query("select status, count(*) n from tests group by status"))
         """
+        import sqlite3
+
         import sqlite_utils
 
         if not self.path.exists():
             raise StoreError(f"no database at {self.path}; run a sync first", path=str(self.path))
+        if storage_problem(self.path) is not None:
+            # Read-only storage: SQLite could not make the -shm file; nobody writes there.
+            uri = f"{self.path.resolve().as_uri()}?immutable=1"
+            return sqlite_utils.Database(sqlite3.connect(uri, uri=True))
         return sqlite_utils.Database(self.path)
 
 

@@ -40,12 +40,21 @@ def _fail(exc: BaseException, code: int = 1) -> NoReturn:
 
 def _mirror(ctx: click.Context) -> api.Mirror:
     options = ctx.find_root().params
-    return api.Mirror(
+    mirror = api.Mirror(
         options.get("db"),
         base_url=options.get("base_url"),
         wait=options.get("wait") or False,
         keep_backups=options.get("keep_backups") or 1,
     )
+    # Messages name the option a value came from; environment and .env values are found
+    # (and named) by Settings itself, so they are not passed as options.
+    given = {"db_path": "--db", "base_url": "--base-url"}
+    origins = dict(mirror.settings.origins)
+    for name, option in given.items():
+        if origins.get(name, "").endswith(" argument"):
+            origins[name] = option
+    mirror.settings = mirror.settings.with_(origins=origins)
+    return mirror
 
 
 def _guarded(func: F) -> F:
@@ -77,19 +86,22 @@ def _print_result(result: SyncResult) -> None:
             click.echo(f"  product {report.product_id}: {report.error}", err=True)
     if result.backup_path:
         click.echo(f"Previous database kept as {result.backup_path} (testio-toolkit restore)")
+    if advice := result.advice(cli=True):
+        click.echo(advice, err=True)
     if not result.ok:
         sys.exit(EXIT_PARTIAL)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# No envvar= here: Settings reads TESTIO_DB_PATH and TESTIO_CUSTOMER_API_BASE_URL (and the
+# .env file) itself, so that a bad value is reported under its own name, not as --db.
 @click.option(
     "--db",
-    type=click.Path(dir_okay=False),
-    envvar="TESTIO_DB_PATH",
     help="The mirror database (default: TESTIO_DB_PATH or the per-user data folder).",
 )
 @click.option(
-    "--base-url", envvar="TESTIO_CUSTOMER_API_BASE_URL", help="API base URL, path prefix included."
+    "--base-url",
+    help="API base URL, path prefix included (default: TESTIO_CUSTOMER_API_BASE_URL).",
 )
 @click.option("--wait", is_flag=True, help="Wait for a running sync instead of failing at once.")
 @click.option(

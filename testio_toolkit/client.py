@@ -61,6 +61,7 @@ from .errors import (
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "BugBatchSizer",
     "ClientOptions",
     "RequestStats",
     "TestIOClient",
@@ -85,6 +86,9 @@ class ClientOptions:
     timeout: float = 30.0  # seconds, per request (connect/read/write/pool)
     max_attempts: int = 5  # attempts for 502/503/504, timeouts, dropped connections, garbage
     max_attempts_500: int = 2  # attempts for a plain 500 (one broken record: caller salvages)
+    # attempts when no connection can be made and the host never answered this client
+    # (a wrong host or port, no network): fail in about a second, not after 5 backoffs
+    max_attempts_unreachable: int = 3
     backoff_base: float = 0.5  # exponential backoff with jitter: base * 2**n ...
     backoff_max: float = 20.0  # ... capped here
     max_rate_limit_waits: int = 30  # 429s tolerated per request before RateLimited
@@ -93,7 +97,13 @@ class ClientOptions:
     per_page: int = 25
 
     def __post_init__(self) -> None:
-        at_least_one = ("concurrency", "max_attempts", "max_attempts_500", "bug_batch_size")
+        at_least_one = (
+            "concurrency",
+            "max_attempts",
+            "max_attempts_500",
+            "max_attempts_unreachable",
+            "bug_batch_size",
+        )
         for name in (*at_least_one, "per_page"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"ClientOptions.{name} must be at least 1")
@@ -267,13 +277,30 @@ def describe_transport_error(exc: httpx.TransportError) -> str:
     return f"the request failed ({name})"
 
 
-def refusal_error(status_code: int, what: str, endpoint: str) -> ApiError:
-    """The error for a status not worth retrying."""
+# Endpoints that exist in every account: a 404 there means the base URL is wrong.
+ALWAYS_THERE = frozenset({"products"})
+TOKEN_HINT = "check TESTIO_CUSTOMER_API_TOKEN (in the environment or a .env file)"
+BASE_URL_HINT = "check the base URL (TESTIO_CUSTOMER_API_BASE_URL)"
+
+
+def refusal_error(
+    status_code: int,
+    what: str,
+    endpoint: str,
+    *,
+    base_url: str = "",
+    token_hint: str = TOKEN_HINT,
+    base_url_hint: str = BASE_URL_HINT,
+) -> ApiError:
+    """The error for a status not worth retrying, saying what to check."""
     if status_code == 401:
         cls: type[ApiError] = AuthenticationError
-        why = "the service refused the API token (401)"
+        why = "the service refused the API token (401)" + (f"; {token_hint}" if token_hint else "")
     elif status_code == 403:
         cls, why = PermissionDenied, "the API token has no access to this object (403)"
+    elif status_code == 404 and endpoint in ALWAYS_THERE:
+        cls = NotFound
+        why = f"nothing found at {base_url.rstrip('/')}/{endpoint} (404); {base_url_hint}"
     elif status_code == 404:
         cls, why = NotFound, "no such object (404)"
     else:
@@ -291,6 +318,20 @@ def chunked(items: Sequence[T], size: int) -> list[list[T]]:
     return [list(items[start : start + size]) for start in range(0, len(items), size)]
 
 
+def chunked_evenly(items: Sequence[T], size: int) -> list[list[T]]:
+    """As few parts of at most ``size`` as ``chunked``, of nearly equal length:
+    ``chunked_evenly(list(range(7)), 4)`` -> ``[[0, 1, 2, 3], [4, 5, 6]]``, and
+    ``chunked_evenly(list(range(9)), 4)`` -> ``[[0, 1, 2], [3, 4, 5], [6, 7, 8]]``."""
+    count = max(1, math.ceil(len(items) / size))
+    base, extra = divmod(len(items), count)
+    parts, start = [], 0
+    for index in range(count):
+        end = start + base + (index < extra)
+        parts.append(list(items[start:end]))
+        start = end
+    return parts
+
+
 def dedupe_by_id(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """First object per ``id``, in order; objects without an id are kept as they come."""
     seen: set[Any] = set()
@@ -303,6 +344,68 @@ def dedupe_by_id(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             seen.add(key)
         unique.append(obj)
     return unique
+
+
+class BugBatchSizer:
+    """How many test ids one ``bugs`` request carries, learned from 524s during one run.
+
+    >>> sizer = BugBatchSizer(15)
+    >>> sizer.size                    # 15: nothing learned yet
+    >>> sizer.too_heavy(15); sizer.size
+    7
+    >>> sizer.worked(7); sizer.size   # binary search between what worked and what did not
+    11
+
+    ``size`` is the batch size to use now: the ceiling until a batch was too heavy, then a
+    binary search between the largest size that worked (``confirmed``) and the smallest
+    that did not, which settles after a few probes. Once a batch was too heavy, sizes up
+    to ``confirmed`` are safe to send concurrently and a larger one is a probe (the client
+    sends one probe at a time); the first 524 of a run may strike every request in flight.
+    After ``grow_after`` successes at the settled size, the limit is raised again (the
+    service may have recovered) and the wait before the next rise doubles, so a service
+    that stays slow costs a handful of probes per run.
+    """
+
+    def __init__(self, ceiling: int, grow_after: int = 50) -> None:
+        self.ceiling = ceiling
+        self.grow_after = grow_after
+        self.confirmed = 0  # the largest size that answered (below too_big)
+        self.too_big = ceiling + 1  # the smallest size that was too heavy
+        self._streak = 0
+
+    def is_probe(self, size: int) -> bool:
+        """True when a batch of ``size`` may be too heavy: once a 524 was seen, sizes above
+        ``confirmed``. Before any 524, nothing is a probe (no cost when all is well)."""
+        return self.too_big <= self.ceiling and size > self.confirmed
+
+    @property
+    def size(self) -> int:
+        if self.too_big > self.ceiling:
+            return self.ceiling
+        if self.too_big - self.confirmed > 1:
+            return max(1, (self.confirmed + self.too_big) // 2)
+        return self.confirmed
+
+    def worked(self, size: int) -> None:
+        """A request for ``size`` test ids answered."""
+        if size > self.confirmed:
+            self.confirmed = min(size, self.ceiling)
+            self.too_big = max(self.too_big, self.confirmed + 1)
+        if size < self.confirmed or self.too_big > self.ceiling:
+            return
+        self._streak += 1
+        if self.too_big - self.confirmed == 1 and self._streak >= self.grow_after:
+            # Settled for a while: try larger batches again, less eagerly each time.
+            self.too_big = min(self.ceiling + 1, self.too_big * 2)
+            self._streak = 0
+            self.grow_after *= 2
+
+    def too_heavy(self, size: int) -> None:
+        """A request for ``size`` (> 1) test ids answered 524 or timed out."""
+        self._streak = 0
+        self.too_big = min(self.too_big, max(size, 2))
+        if self.confirmed >= self.too_big:
+            self.confirmed = 0  # what worked before no longer does: probe again
 
 
 def normalise_base_url(base_url: str) -> str:
@@ -345,10 +448,20 @@ def check_token(token: str) -> str:
 class _Transient(Exception):
     """One failed attempt worth another (internal: it always ends as ServiceError)."""
 
-    def __init__(self, reason: str, status_code: int | None, *, overloaded: bool = False) -> None:
+    def __init__(
+        self,
+        reason: str,
+        status_code: int | None,
+        *,
+        overloaded: bool = False,
+        unreachable: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status_code = status_code
+        # No connection could be made, and this client never had an answer: probably a
+        # wrong host or port, or no network, rather than a blip in a running sync.
+        self.unreachable = unreachable
         # The origin took too long for this request: 524 from the gateway, or our own read
         # timeout, which fires first (30 s) when the gateway would wait 100 s to send its 524.
         self.overloaded = overloaded
@@ -395,11 +508,19 @@ class TestIOClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         on_request: Callable[[str], None] | None = None,
+        token_hint: str = TOKEN_HINT,
+        base_url_hint: str = BASE_URL_HINT,
     ) -> None:
         self.options = options or ClientOptions()
+        # What messages tell a user to check (Settings knows where each value came from).
+        self._token_hint = token_hint
+        self._base_url_hint = base_url_hint
         # Called with the endpoint kind for every request sent (the engine counts per product).
         self._on_request = on_request
         self.base_url = normalise_base_url(base_url)
+        # The base URL as messages show it: never with the token, should it be pasted in.
+        self._shown_url = self.base_url.replace(token.strip(), "***") if token.strip() else ""
+        self._answered = False  # any response at all: the host is there
         self.stats = RequestStats()
         limit = self.options.concurrency
         self._http = httpx.AsyncClient(
@@ -414,6 +535,8 @@ class TestIOClient:
             transport=transport,
         )
         self._slots = asyncio.Semaphore(limit)
+        self._bug_sizer = BugBatchSizer(self.options.bug_batch_size)
+        self._bug_probe = asyncio.Lock()
         self._in_flight = 0
         self._paused_until = -math.inf  # monotonic instant; set by any 429, awaited by all
         # Seams for tests: a fake clock and sleep make pauses measurable without waiting.
@@ -483,8 +606,10 @@ class TestIOClient:
     async def bugs(self, test_ids: Sequence[int]) -> list[dict[str, Any]]:
         """All bugs of these tests, each once: ``await client.bugs([4711, 4712])``.
 
-        Asks for at most ``bug_batch_size`` tests per request, batches concurrently; a batch
-        the service finds too heavy (524, or our read timeout) is asked again in halves.
+        Asks for at most ``bug_batch_size`` tests per request, batches concurrently. A batch
+        the service finds too heavy (524, or our read timeout) teaches the client a smaller
+        batch size, which every later batch of this client uses from the start (see
+        ``BugBatchSizer``): a 524 costs a few requests per run, not a few per batch.
         """
         ids = unique_ids(test_ids)
         if not ids:
@@ -495,14 +620,48 @@ class TestIOClient:
         return dedupe_by_id(bug for batch in batches for bug in batch)
 
     async def _bugs_of(self, ids: list[int]) -> list[dict[str, Any]]:
+        sizer = self._bug_sizer
+        found: list[dict[str, Any]] = []
+        rest = ids
+        while rest:
+            size = sizer.size
+            if not sizer.is_probe(min(size, len(rest))):
+                # A size known to work (or nothing learned yet): all parts at once.
+                parts = chunked_evenly(rest, size)
+                if len(parts) > 1:
+                    answers = await _gather(self._bugs_of(part) for part in parts)
+                    return found + [bug for answer in answers for bug in answer]
+                try:
+                    return found + await self._ask_bugs(rest)
+                except _Overloaded:
+                    continue  # the sizer learned from it; split by the new size
+            # A size not known to work: one probe at a time and one part at a time, so
+            # that a 524 is paid once per size, not by every request in flight.
+            async with self._bug_probe:
+                part = rest[: sizer.size]
+                if not sizer.is_probe(len(part)):
+                    continue  # another probe taught us something meanwhile
+                try:
+                    found += await self._ask_bugs(part)
+                except _Overloaded:
+                    continue
+                rest = rest[len(part) :]
+        return found
+
+    async def _ask_bugs(self, ids: list[int]) -> list[dict[str, Any]]:
         params = {"filter_test_cycle_ids": ",".join(str(i) for i in ids)}
         try:
-            return await self._get_list("bugs", params, "bugs", overload_fails_fast=len(ids) > 1)
+            bugs = await self._get_list("bugs", params, "bugs", overload_fails_fast=len(ids) > 1)
         except _Overloaded:
-            middle = len(ids) // 2
-            log.info("GET bugs for %d tests was too heavy; asking in halves", len(ids))
-            left, right = await _gather([self._bugs_of(ids[:middle]), self._bugs_of(ids[middle:])])
-            return left + right
+            self._bug_sizer.too_heavy(len(ids))
+            log.info(
+                "GET bugs for %d tests was too heavy; asking for %d at a time",
+                len(ids),
+                self._bug_sizer.size,
+            )
+            raise
+        self._bug_sizer.worked(len(ids))
+        return bugs
 
     # -- the request machinery ---------------------------------------------------------------
 
@@ -559,6 +718,8 @@ class TestIOClient:
             if overload_fails_fast and failure.overloaded:
                 return True
             allowed = attempts_allowed(failure.status_code, self.options, salvageable=salvageable)
+            if failure.unreachable:
+                allowed = min(allowed, self.options.max_attempts_unreachable)
             return retry_state.attempt_number >= allowed
 
         retrying = AsyncRetrying(
@@ -580,8 +741,10 @@ class TestIOClient:
                     status_code=failure.status_code,
                 ) from cause
             times = "attempt" if state.attempts == 1 else "attempts"
+            connect = isinstance(cause, httpx.ConnectError)
+            hint = f"; {self._base_url_hint} and the network" if connect else ""
             raise ServiceError(
-                f"{what} failed: {failure.reason} after {state.attempts} {times}",
+                f"{what} failed: {failure.reason} after {state.attempts} {times}{hint}",
                 endpoint=path,
                 status_code=failure.status_code,
             ) from cause
@@ -602,10 +765,18 @@ class TestIOClient:
                 response = await self._send(path, params, kind=envelope)
             except httpx.TransportError as exc:
                 reason = describe_transport_error(exc)
+                if isinstance(exc, httpx.ConnectError):
+                    reason += f" to {self._shown_url}"
                 overloaded = isinstance(exc, httpx.ReadTimeout)
-                raise _Transient(reason, None, overloaded=overloaded) from exc
+                raise _Transient(
+                    reason,
+                    None,
+                    overloaded=overloaded,
+                    unreachable=isinstance(exc, httpx.ConnectError) and not self._answered,
+                ) from exc
             except httpx.DecodingError as exc:  # e.g. a truncated gzip body
                 raise _Transient("the service sent a body that cannot be decoded", None) from exc
+            self._answered = True
             status = response.status_code
             outcome = classify_status(status)
             if outcome is Outcome.OK:
@@ -618,7 +789,14 @@ class TestIOClient:
             if outcome is Outcome.RETRY:
                 raise _Transient(f"HTTP {status}", status, overloaded=status == 524)
             if outcome is Outcome.REFUSED:
-                raise refusal_error(status, what, path)
+                raise refusal_error(
+                    status,
+                    what,
+                    path,
+                    base_url=self._shown_url,
+                    token_hint=self._token_hint,
+                    base_url_hint=self._base_url_hint,
+                )
             # 429: does not use up an attempt, but is bounded on its own.
             state.rate_limit_waits += 1
             if state.rate_limit_waits > self.options.max_rate_limit_waits:

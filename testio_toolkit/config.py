@@ -20,7 +20,7 @@ same data folder, so sandbox data can never land in the database of a real accou
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,9 @@ class Settings:
     sandbox_preset: str = "small"
     # True when db_path is our default: then its folder is ours to create.
     db_path_is_default: bool = False
+    # Where each of token, base_url and db_path came from, as messages name it:
+    # "TESTIO_DB_PATH", "TESTIO_DB_PATH in /home/me/.env", "--db", "the default", ...
+    origins: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def sandbox(self) -> bool:
@@ -128,20 +131,28 @@ class Settings:
         if dotenv_path is not None and Path(dotenv_path).is_file():
             dotenv = dotenv_values(dotenv_path)
 
-        def pick(argument: Any, name: str) -> Any:
-            if argument not in (None, ""):
-                return argument
-            if environ.get(name):
-                return environ[name]
-            return dotenv.get(name) or None
+        origins: dict[str, str] = {}
 
-        raw_token = pick(token, ENV_TOKEN)
+        def pick(argument: Any, name: str, field_name: str = "") -> Any:
+            origin, value = f"the {field_name} argument", argument
+            if argument in (None, ""):
+                if environ.get(name):
+                    origin, value = name, environ[name]
+                elif dotenv.get(name):
+                    origin, value = f"{name} in {Path(str(dotenv_path)).resolve()}", dotenv[name]
+                else:
+                    origin, value = "the default", None
+            if field_name:
+                origins[field_name] = origin
+            return value
+
+        raw_token = pick(token, ENV_TOKEN, "token")
         secret = Secret(str(raw_token).strip()) if raw_token else None
-        url = str(pick(base_url, ENV_BASE_URL) or DEFAULT_BASE_URL).strip()
+        url = str(pick(base_url, ENV_BASE_URL, "base_url") or DEFAULT_BASE_URL).strip()
         if not url.startswith(("http://", "https://")):
             # Not the URL itself: someone may have pasted a secret into it.
             raise ConfigError("the base URL must start with http:// or https://")
-        path_value = pick(db_path, ENV_DB_PATH)
+        path_value = pick(db_path, ENV_DB_PATH, "db_path")
         if path_value is None:
             name = "sandbox.db" if secret is None else "testio.db"
             path = default_data_dir() / name
@@ -154,7 +165,35 @@ class Settings:
             db_path=path,
             product_ids=ids,
             db_path_is_default=path_value is None,
+            origins=origins,
         )
+
+    def origin(self, name: str) -> str:
+        """Where ``token``, ``base_url`` or ``db_path`` came from: ``"TESTIO_DB_PATH"``,
+        ``"TESTIO_DB_PATH in /home/me/.env"``, ``"--db"``, ``"the default"`` ..."""
+        return self.origins.get(name, "the default")
+
+    def token_hint(self) -> str:
+        """What to check when the service refuses the token (never the token itself)."""
+        origin = self.origin("token")
+        if origin == ENV_TOKEN:
+            return f"check {ENV_TOKEN}: it is set in the environment (which wins over a .env file)"
+        if origin.startswith(ENV_TOKEN):
+            return f"check {origin} (the .env file; the environment would win over it)"
+        return f"check the {origin} (it wins over {ENV_TOKEN} and the .env file)"
+
+    def base_url_hint(self) -> str:
+        """What to check when nothing answers, or nothing is found, at the base URL."""
+        origin = self.origin("base_url")
+        where = f"{ENV_BASE_URL} is not set" if origin == "the default" else f"from {origin}"
+        return f"check the base URL ({where}; expected e.g. {DEFAULT_BASE_URL})"
+
+    def db_path_note(self) -> str:
+        """Where the database path came from, for messages about it."""
+        origin = self.origin("db_path")
+        if origin == "the default":
+            return "the default database path"
+        return f"the database path comes from {origin}"
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed: ``settings.with_(db_path=Path("x.db"))``."""

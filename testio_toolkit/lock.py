@@ -24,7 +24,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from .errors import StoreError, SyncInProgress
-from .store import utc_now
+from .store import check_writable, utc_now
 
 
 def lock_path(db_path: Path) -> Path:
@@ -111,6 +111,7 @@ class WriterLock:
         """filelock reports a lock file it cannot create as a lock held by someone else
         (Timeout, or waiting forever with ``wait=True``): so that a read-only folder is
         not mistaken for a running sync, make sure the file can be created first."""
+        check_writable(self.db_path)  # a read-only file or folder: say so, create nothing
         path = lock_path(self.db_path)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -199,8 +199,30 @@ class SyncResult:
             parts.append("SANDBOX DATA")
         return " · ".join(parts)
 
+    def advice(self, *, cli: bool = False) -> str | None:
+        """What to do next after a run that did not read everything, or None.
+
+        >>> result.advice()          # 'Some records could not be read ... tt.retry_unreadable()'
+        >>> result.advice(cli=True)  # the same, naming `testio-toolkit problematic retry`
+        """
+        if self.ok or self.dry_run:
+            return None
+        steps = []
+        if self.unreadable:
+            retry = "testio-toolkit problematic retry" if cli else "tt.retry_unreadable()"
+            listing = "testio-toolkit problematic list" if cli else "tt.unreadable()"
+            steps.append(
+                f"{self.unreadable} records could not be read and are logged; read them "
+                f"again later with `{retry}` (see them with `{listing}`)"
+            )
+        if self.failed_products:
+            again = "testio-toolkit sync" if cli else "tt.sync()"
+            steps.append(f"products failed (reasons above); run `{again}` again later")
+        return "; ".join(steps) or None
+
     def __repr__(self) -> str:
-        return f"<SyncResult {self.headline()}>"
+        advice = self.advice()
+        return f"<SyncResult {self.headline()}{f' | {advice}' if advice else ''}>"
 
     def table(self) -> list[list[str]]:
         """The summary as text rows (header first), for the CLI."""
@@ -243,6 +265,8 @@ class SyncResult:
         )
         if self.error:
             errors += f"<li>{html.escape(self.error)}</li>"
+        if advice := self.advice():
+            errors += f"<li>{html.escape(advice)}</li>"
         return (
             f"<div><p><b>{html.escape(self.headline())}</b><br><code>"
             f"{html.escape(self.db_path)}</code></p><table><thead><tr>{head}</tr></thead>"

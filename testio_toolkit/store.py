@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -239,21 +240,98 @@ def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
 
 
 def check_database_file(path: Path) -> None:
-    """Refuse a path we must not open: a missing folder, or a file that is not SQLite."""
+    """Refuse a path we must not open: a missing folder, a file that is not SQLite, another
+    program's SQLite database, or one of a newer schema.
+
+    Creates nothing: the file's header is read directly, and the schema (when the header
+    leaves a doubt) through an ``immutable`` connection, which makes no ``-wal``, ``-shm``
+    or lock file. So a refused run leaves the folder as it found it.
+    """
     if not path.parent.is_dir():
         raise StoreError(f"the folder {path.parent} does not exist", path=str(path))
-    if path.exists():
-        if path.is_dir():
-            raise StoreError(f"{path} is a folder, not a database file", path=str(path))
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder, not a database file", path=str(path))
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(100)
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror}", path=str(path)) from None
+    if not header:
+        return  # an empty file: SQLite makes it a new database
+    if header[: len(SQLITE_HEADER)] != SQLITE_HEADER:
+        raise StoreCorrupt(
+            f"{path} is not a SQLite database; it was left untouched", path=str(path)
+        )
+    if len(header) < 100:
+        return  # SQLite will say what is wrong with it
+    user_version = int.from_bytes(header[60:64], "big", signed=True)
+    application_id = int.from_bytes(header[68:72], "big", signed=True)
+    if application_id == APPLICATION_ID:
+        _check_version(path, user_version)
+        return
+    # Not marked as ours (yet): a mirror is marked when its tables are made, so a file
+    # with tables is another program's. (A new mirror's first transaction may still sit in
+    # its -wal file, which this check does not read: then the file holds no tables yet.)
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
         try:
-            with path.open("rb") as handle:
-                header = handle.read(len(SQLITE_HEADER))
-        except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc.strerror}", path=str(path)) from None
-        if header and header != SQLITE_HEADER:
-            raise StoreCorrupt(
-                f"{path} is not a SQLite database; it was left untouched", path=str(path)
-            )
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise translate_error(exc, path) from None
+    if tables:
+        raise _another_program(path)
+
+
+def _check_version(path: Path, version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"{path} has schema version {version}, newer than this toolkit's "
+            f"{SCHEMA_VERSION}; upgrade testio-toolkit",
+            path=str(path),
+        )
+
+
+def _another_program(path: Path) -> StoreCorrupt:
+    return StoreCorrupt(
+        f"{path} is a SQLite database of another program; it was left untouched",
+        path=str(path),
+    )
+
+
+def storage_problem(path: Path) -> str | None:
+    """Why the mirror at ``path`` cannot be updated there, or None when it can.
+
+    A sync writes the file, its ``-wal`` and ``-shm`` and a lock file beside it, and a nuke
+    builds a new file beside it: so both the file and its folder must be writable.
+    ``os.access`` also answers for root, for whom a read-only mount or an immutable file
+    (``chattr +i``) still cannot be written.
+    """
+    targets = [("the file", path)] if path.exists() else []
+    for what, target in [*targets, ("the folder", path.parent)]:
+        if not os.access(target, os.W_OK):
+            try:
+                read_only_fs = bool(os.statvfs(target).f_flag & os.ST_RDONLY)
+            except OSError:
+                read_only_fs = False
+            why = "on a read-only file system" if read_only_fs else "not writable"
+            return f"{what} {target} is {why}"
+    return None
+
+
+def check_writable(path: Path) -> None:
+    """Refuse, before any work, to update a mirror on storage that cannot be written."""
+    problem = storage_problem(path)
+    if problem is not None:
+        raise StoreError(
+            f"cannot update {path}: {problem}. Reading it works (testio-toolkit status, "
+            "tt.tests()); to sync, copy it to a writable folder and point TESTIO_DB_PATH "
+            "(or --db) at the copy",
+            path=str(path),
+        )
 
 
 def translate_error(exc: sqlite3.Error, path: Path) -> StoreError:
@@ -330,14 +408,20 @@ class Store:
     def open_read_only(cls, path: Path) -> Store:
         """Open for reading only; a missing file opens as an empty in-memory mirror.
 
-        Used by dry runs and readers: it can never change the file.
+        Used by dry runs and readers: it can never change the file. On storage that cannot
+        be written (a read-only folder or mount), SQLite could not make the ``-shm`` file a
+        WAL database needs to be read, so the file is opened ``immutable`` instead: nobody
+        can be writing to it there.
         """
         check_database_file(path)
         if not path.exists():
             conn = sqlite3.connect(":memory:", isolation_level=None)
             _migrate(conn, 0)
             return cls(conn, path, read_only=True)
-        return cls._connect(path, f"{path.resolve().as_uri()}?mode=ro", read_only=True)
+        uri = path.resolve().as_uri()
+        if storage_problem(path) is not None:
+            return cls._connect(path, f"{uri}?immutable=1", read_only=True)
+        return cls._connect(path, f"{uri}?mode=ro", read_only=True)
 
     @classmethod
     def _connect(cls, path: Path, target: str, *, read_only: bool) -> Store:
@@ -371,22 +455,14 @@ class Store:
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
     def _check_version(self, version: int) -> None:
-        if version > SCHEMA_VERSION:
-            raise SchemaTooNew(
-                f"{self.path} has schema version {version}, newer than this toolkit's "
-                f"{SCHEMA_VERSION}; upgrade testio-toolkit",
-                path=str(self.path),
-            )
+        _check_version(self.path, version)
 
     def _check_application(self) -> None:
         """Refuse a SQLite database with tables that another program made."""
         app_id = int(self.conn.execute("PRAGMA application_id").fetchone()[0])
         has_tables = self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
         if has_tables and app_id != APPLICATION_ID:
-            raise StoreCorrupt(
-                f"{self.path} is a SQLite database of another program; it was left untouched",
-                path=str(self.path),
-            )
+            raise _another_program(self.path)
 
     def _prepare(self) -> None:
         conn = self.conn

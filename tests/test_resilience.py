@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -349,6 +350,40 @@ def test_sync_refresh_and_nuke_under_rate_limits_5xx_drops_and_524_equal_the_tru
 # Seconds a hanging request sleeps on the server: far beyond the 0.5 s client timeout used
 # here, so a run that waited for a hang would take longer than the bounds asserted below.
 HANG = 30
+
+
+def test_a_524_for_large_bugs_batches_costs_a_handful_of_requests_per_run(
+    sb: Sandbox, tmp_path: Path
+) -> None:
+    """The batch size that works is learned once per run, not found again for each batch."""
+    over = 4  # a bugs request for more than 4 tests answers 524
+    sb.set_faults(bugs_524_over=over)
+    mirror = make_mirror(sb, tmp_path / "m.db")
+
+    result = mirror.sync()
+
+    assert result.status == "success"
+    assert_mirror_equals_truth(mirror.path, sb)
+    # The engine asks for the bugs of each product's tests 15 at a time (the last batch
+    # shorter); at the learned size each batch of n tests takes ceil(n / 4) requests.
+    batch = FAST.bug_batch_size
+    sizes = [len(tests) for tests in _tests_by_product(sb).values()]
+    needed = sum(
+        (n // batch) * math.ceil(batch / over) + math.ceil(n % batch / over) for n in sizes
+    )
+    # The first wave of requests in flight may all answer 524 (the concurrency limit),
+    # then the search for the size takes at most one failed probe per halving, and each
+    # failed batch is split once more than it needs: a constant, whatever the account size.
+    overhead = FAST.concurrency + 2 * math.ceil(math.log2(batch))
+    assert sb.counters["bugs"] <= needed + overhead, (sb.counters["bugs"], needed)
+
+
+def _tests_by_product(sb: Sandbox) -> dict[int, list[int]]:
+    truth = sb.truth()
+    by_product: dict[int, list[int]] = {pid: [] for pid in truth.products}
+    for test_id, product_id in truth.product_of_test.items():
+        by_product[product_id].append(test_id)
+    return by_product
 
 
 def test_a_request_hanging_past_the_timeout_is_retried(sb: Sandbox, db_path: Path) -> None:
