@@ -704,7 +704,7 @@ def _require_success(result: SyncResult, path: Path) -> None:
     result.db_path = str(path)  # the half-built file is gone; the database is what stays
     raise RebuildFailed(
         f"the rebuild did not read everything ({result.status}: {reasons}); "
-        f"{path} was left as it was (this run is recorded in its history)",
+        f"{path} was left exactly as it was (only this run was added to its history)",
         result=result,
     )
 

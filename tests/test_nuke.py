@@ -171,7 +171,7 @@ def test_a_failing_rebuild_leaves_the_database_as_it_was_and_records_the_run(
     before, inode = dump_data(db_path), db_path.stat().st_ino
     sandbox.set_faults(fail_after=8)  # every request after the first 8 answers 503
 
-    with pytest.raises(RebuildFailed, match="left as it was"):
+    with pytest.raises(RebuildFailed, match="left exactly as it was"):
         mirror.nuke(confirm=True)
 
     assert dump_data(db_path) == before
