@@ -207,7 +207,7 @@ def test_sigint_during_a_nuke_exits_130_and_records_a_cancelled_nuke_in_the_mirr
     assert run_cli("sync", "--no-progress", env=env).returncode == 0
     before = dump_data(db_path)
     target = ["--product", str(sorted(sandbox.truth().products)[0])] if per_product else []
-    sandbox.set_faults(latency_ms=150)
+    sandbox.set_faults(latency_ms=300)  # the rebuild outlasts the wait for its first tests
     proc = subprocess.Popen(
         [
             sys.executable,
