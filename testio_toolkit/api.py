@@ -23,8 +23,12 @@ Each mode has an async twin with an ``a`` prefix for code that already runs in a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -32,11 +36,11 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import backups
+from . import account, backups
 from .backups import NukePlan
 from .client import ClientOptions, TestIOClient
 from .config import Settings, parse_product_ids
-from .errors import ConfigError, RebuildFailed, StoreError
+from .errors import Cancelled, ConfigError, RebuildFailed, StoreError, ToolkitError
 from .lock import WriterLock
 from .progress import ProgressBars
 from .results import ProgressCallback, SyncResult
@@ -51,6 +55,8 @@ if TYPE_CHECKING:
 
     from . import frames
     from .sandbox import Sandbox
+
+log = logging.getLogger(__name__)
 
 Products = int | Iterable[int] | str | None
 Since = str | date | datetime | None
@@ -189,13 +195,15 @@ class Mirror:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _client(self) -> TestIOClient:
+    def _credentials(self) -> tuple[str, str]:
         if self.sandbox:
             sandbox = bundled_sandbox(self.settings.sandbox_preset)
-            url, token = sandbox.url, sandbox.token
-        else:
-            assert self.settings.token is not None
-            url, token = self.settings.base_url, self.settings.token.reveal()
+            return sandbox.url, sandbox.token
+        assert self.settings.token is not None
+        return self.settings.base_url, self.settings.token.reveal()
+
+    def _client(self) -> TestIOClient:
+        url, token = self._credentials()
         if self.sandbox:
             # The sandbox's own token: nothing of the user's to check.
             return TestIOClient(
@@ -214,16 +222,48 @@ class Mirror:
         ids = _ids(products) or self.settings.product_ids
         return Plan(mode=mode, product_ids=ids, since=parse_since(since), dry_run=dry_run)
 
-    def _check_source(self, store: Store) -> None:
-        """Refuse to mix accounts: sandbox data never lands in a real account's mirror."""
+    def _check_account(self, store: Store, accounts: list[dict[str, Any]]) -> dict[str, str]:
+        """Refuse to mix accounts; return the account's identity for the store's ``meta``.
+
+        Sandbox data never lands in a real account's mirror (``source``), and another
+        account at the same URL is told apart by its token's salted fingerprint and its
+        product ids (the rule is in ``account.py``). Raises before anything is written.
+        """
+        separate = (
+            "use a separate database for it: TESTIO_DB_PATH=other.db, "
+            "`testio-toolkit --db other.db ...` or tt.Mirror('other.db')"
+        )
         recorded = store.get_meta("source")
-        if recorded is None:
-            store.set_meta("source", self.source)
-        elif recorded != self.source:
+        if recorded is not None and recorded != self.source:
             raise ConfigError(
-                f"{self.path} mirrors {recorded!r}, not {self.source!r}; use another database "
-                "path (TESTIO_DB_PATH) for this account"
+                f"{self.path} mirrors {recorded!r}, not {self.source!r}; nothing was written; "
+                + separate
             )
+        salt = store.get_meta("account_salt") or account.new_salt()
+        token_hash = account.fingerprint(self._credentials()[1], salt)
+        known_hash = store.get_meta("account_token")
+        listed = store.get_meta("account_products")
+        known = [int(i) for i in json.loads(listed)] if listed else store.product_ids()
+        products = sorted(int(p["id"]) for p in accounts)
+        if not account.same_account(known_hash, known, token_hash, products):
+            shown = ", ".join(map(str, known[:5])) + (", ..." if len(known) > 5 else "")
+            raise ConfigError(
+                f"{self.path} mirrors another account (products {shown}) than the one this "
+                f"token reads at {self.source} ({len(products)} products, none or few of "
+                f"them in the mirror); nothing was written; " + separate
+            )
+        return {
+            "source": self.source,
+            "account_salt": salt,
+            "account_token": token_hash,
+            "account_products": json.dumps(products),
+        }
+
+    @staticmethod
+    def _record_identity(store: Store, identity: dict[str, str]) -> None:
+        with store.transaction():
+            for key, value in identity.items():
+                store.set_meta(key, value)
 
     def _check_path(self) -> None:
         """``check_database_file``, naming where a bad path came from (TESTIO_DB_PATH, a
@@ -259,7 +299,7 @@ class Mirror:
                 accounts = await client.products()
                 selected = select_products(accounts, plan.product_ids)
                 with open_store(self.path) as store:
-                    self._check_source(store)
+                    self._record_identity(store, self._check_account(store, accounts))
                     return await run_plan(
                         client,
                         store,
@@ -361,20 +401,25 @@ class Mirror:
         plan = backups.make_plan(self.path, ids, self.keep_backups, self.source)
         if dry_run or not confirm:
             return plan
-        with self._bars(progress, on_progress) as emit:
-            async with self._client() as client:
-                with WriterLock(self.path, mode="nuke", wait=self.wait):
-                    backups.clean_leftovers(self.path)
-                    accounts = await client.products()
-                    selected = select_products(accounts, ids)
-                    if self.path.exists():
-                        # Only a check: the rebuild must not touch the current file.
-                        with Store.open_read_only(self.path) as store:
-                            self._check_source(store)
-                    work = Plan(mode="nuke", product_ids=ids)
-                    if ids:
-                        return await self._nuke_products(client, work, accounts, selected, emit)
-                    return await self._nuke_all(client, work, accounts, selected, emit)
+        done: list[SyncResult] = []  # holds the result once the new mirror is in place
+        try:
+            with self._bars(progress, on_progress) as emit:
+                async with self._client() as client:
+                    with WriterLock(self.path, mode="nuke", wait=self.wait):
+                        backups.clean_leftovers(self.path)
+                        accounts = await client.products()
+                        selected = select_products(accounts, ids)
+                        work = Plan(mode="nuke", product_ids=ids)
+                        nuke = self._nuke_products if ids else self._nuke_all
+                        return await nuke(client, work, accounts, selected, emit, done)
+        except asyncio.CancelledError:
+            if not done:
+                raise
+            # Interrupted after the swap (closing the connections, say): the nuke is done,
+            # so say so instead of "cancelled".
+            result = done[0]
+            result.note = "interrupted after the new mirror was swapped in: the nuke completed"
+            return result
 
     def nuke(
         self,
@@ -405,6 +450,48 @@ class Mirror:
             )
         )
 
+    def _start_nuke(
+        self, accounts: list[dict[str, Any]], product_ids: tuple[int, ...], *, create: bool
+    ) -> tuple[dict[str, str], int | None]:
+        """Check the account against the live mirror and record the nuke as running there.
+
+        The run row goes into the live mirror, not only into the rebuild: an interrupted or
+        failed rebuild is thrown away, and its outcome must still be in the history (a kill
+        -9 leaves the row 'running', which the next run marks failed). Returns the account
+        identity and the row's id (None when there is no mirror yet and ``create`` is off).
+        """
+        if not self.path.exists() and not create:
+            with Store.open_read_only(self.path) as empty:
+                return self._check_account(empty, accounts), None
+        with Store.open(self.path) as live:
+            identity = self._check_account(live, accounts)
+            return identity, live.start_run("nuke", product_ids, None) or None
+
+    def _record_failed_nuke(
+        self, run_id: int | None, product_ids: tuple[int, ...], exc: BaseException, requests: int
+    ) -> None:
+        """Write the true outcome of a nuke that did not swap in into the live mirror."""
+        result = exc.result if isinstance(exc, RebuildFailed) else None
+        if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | Cancelled):
+            status, error = (
+                "cancelled",
+                "interrupted before the swap; the mirror was kept as it was",
+            )
+        elif isinstance(result, SyncResult):
+            status, error = result.status, str(exc)
+        else:
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+        counts = result.counts_json() if isinstance(result, SyncResult) else {}
+        try:
+            with Store.open(self.path) as live, live.transaction():
+                if run_id is None:
+                    run_id = live.start_run("nuke", product_ids, None)
+                live.finish_run(
+                    run_id, status=status, requests=requests, counts=counts, error=error
+                )
+        except (ToolkitError, sqlite3.Error, OSError) as failure:  # never hide the cause
+            log.warning("could not record the nuke's outcome in %s: %s", self.path, failure)
+
     async def _nuke_all(
         self,
         client: TestIOClient,
@@ -412,13 +499,15 @@ class Mirror:
         accounts: list[dict[str, Any]],
         selected: list[dict[str, Any]],
         emit: ProgressCallback,
+        done: list[SyncResult],
     ) -> SyncResult:
+        identity, run_id = self._start_nuke(accounts, plan.product_ids, create=False)
         build = backups.build_path_for(self.path)
         try:
             with Store.open(build) as fresh, self._previous() as previous:
-                fresh.set_meta("source", self.source)
+                self._record_identity(fresh, identity)
                 if self.path.exists():
-                    fresh.copy_history_from(self.path)
+                    fresh.copy_history_from(self.path, before=run_id)
                 result = await run_plan(
                     client,
                     fresh,
@@ -430,10 +519,13 @@ class Mirror:
                     previous=previous,
                 )
             _require_success(result, self.path)
-            backup = backups.swap_in(build, self.path)
-        except BaseException:
+            # No await from here on: once swapped in, the nuke is done, whatever comes.
+            backup = backups.swap_in(build, self.path, forget_run=run_id)
+        except BaseException as exc:
             backups.remove_database_files(build)
+            self._record_failed_nuke(run_id, plan.product_ids, exc, client.stats.requests)
             raise
+        done.append(result)
         backups.prune_backups(self.path, self.keep_backups)
         result.db_path = str(self.path)
         result.backup_path = str(backup) if backup else None
@@ -446,7 +538,10 @@ class Mirror:
         accounts: list[dict[str, Any]],
         selected: list[dict[str, Any]],
         emit: ProgressCallback,
+        done: list[SyncResult],
     ) -> SyncResult:
+        existed = self.path.exists()
+        identity, run_id = self._start_nuke(accounts, plan.product_ids, create=True)
         build = backups.build_path_for(self.path)
         try:
             with Store.open(build) as fresh, self._previous() as previous:
@@ -461,23 +556,28 @@ class Mirror:
                     previous=previous,
                 )
             _require_success(result, self.path)
-            backup = None
-            if self.path.exists():
-                backup = backups.backup_path_for(self.path)
-                backups.copy_database(self.path, backup)
+            # No await from here on: once replaced, the nuke is done, whatever comes.
+            backup = backups.make_backup(self.path, forget_run=run_id) if existed else None
             with Store.open(self.path) as store:
-                self._check_source(store)
-                run_id = store.start_run("nuke", plan.product_ids, None)
-                store.replace_products(build, plan.product_ids)
-                store.finish_run(
-                    run_id,
-                    status=result.status,
-                    requests=result.requests,
-                    counts=result.counts_json(),
-                    error=None,
-                )
+                self._record_identity(store, identity)
+
+                def finish() -> None:
+                    store.finish_run(
+                        run_id or 0,
+                        status=result.status,
+                        requests=result.requests,
+                        counts=result.counts_json(),
+                        error=None,
+                    )
+
+                # The rows and the run's outcome commit together.
+                store.replace_products(build, plan.product_ids, also=finish)
+        except BaseException as exc:
+            self._record_failed_nuke(run_id, plan.product_ids, exc, client.stats.requests)
+            raise
         finally:
             backups.remove_database_files(build)
+        done.append(result)
         backups.prune_backups(self.path, self.keep_backups)
         result.db_path = str(self.path)
         result.run_id = run_id
@@ -501,6 +601,7 @@ class Mirror:
         The database it replaces is kept as a backup in turn, so a restore can be undone.
         """
         with WriterLock(self.path, mode="restore", wait=self.wait):
+            backups.clean_leftovers(self.path)
             restored, _ = backups.restore_latest(self.path)
         backups.prune_backups(self.path, max(self.keep_backups, 1))
         return restored
@@ -669,7 +770,7 @@ def _require_success(result: SyncResult, path: Path) -> None:
     result.db_path = str(path)  # the half-built file is gone; the database is what stays
     raise RebuildFailed(
         f"the rebuild did not read everything ({result.status}: {reasons}); "
-        f"{path} was left exactly as it was",
+        f"{path} was left exactly as it was (only this run was added to its history)",
         result=result,
     )
 

@@ -1,9 +1,22 @@
-"""Files beside the database: backups, rebuilds in progress, and the atomic swap.
+"""Files beside the database: backups, rebuilds in progress, the swap, and restore.
 
-A nuke builds ``acme.db.rebuild-<time>`` next to ``acme.db``, then swaps it in with
-``os.replace`` (atomic on one file system) after hard-linking the old file as
-``acme.backup-<time>.db``. Before linking, the old database's WAL is folded into the main
-file, so the backup holds everything, including what was only in the WAL.
+A nuke builds ``acme.db.rebuild-<time>`` next to ``acme.db``. To swap it in, it first copies
+the live database to ``acme.backup-<time>.db`` (written as ``acme.db.partial-<time>`` and
+renamed when whole), then copies the rebuild INTO the live file with SQLite's online backup
+API, in one write transaction.
+
+Why the backup API into the live file, and not ``os.replace`` of the file: a notebook or
+another program usually has a connection open on the mirror. Replacing the file leaves those
+connections on the old, unlinked inode, and getting the live file ready for a rename (folding
+its WAL, leaving WAL mode) needs exclusive access, which fails with "database is locked" as
+soon as one idle connection exists. The backup API writes through SQLite's own locking: in
+WAL mode it is an ordinary write transaction, so readers are never blocked, a reader inside
+a read transaction keeps its snapshot of the old mirror, the next read sees the new one (a
+schema change makes their statements re-prepare), and a kill -9 at any moment leaves either
+the old mirror (the transaction never committed; its WAL frames are ignored) or the new one.
+
+Every temporary file has a marker in its name (``TEMP_MARKERS``), so the next run, under the
+writer lock, removes what an interrupted one left.
 
 Usage::
 
@@ -15,19 +28,24 @@ Usage::
 from __future__ import annotations
 
 import contextlib
+import errno
 import html
 import os
 import shutil
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .errors import NoBackup, StoreError
-from .store import Store
+from .store import BUSY_TIMEOUT_MS, Store
 
 SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
+# Names of files that exist only while an operation runs: a rebuild, a backup being copied,
+# a restore's staging file (older versions). Whatever carries one after a run is a leftover.
+TEMP_MARKERS = (".rebuild-", ".partial-", ".restore-")
 # What a person types to confirm a nuke, in the terminal and in the panel.
 CONFIRM_WORD = "nuke"
 
@@ -47,6 +65,11 @@ def build_path_for(path: Path) -> Path:
     return path.with_name(f"{path.name}.rebuild-{_stamp()}")
 
 
+def partial_path_for(path: Path) -> Path:
+    """Where a copy is written before it is renamed into place: ``acme.db.partial-<time>``."""
+    return path.with_name(f"{path.name}.partial-{_stamp()}")
+
+
 def list_backups(path: Path) -> list[Path]:
     """Backups of ``path``, newest first."""
     if not path.parent.is_dir():
@@ -62,18 +85,28 @@ def remove_database_files(path: Path) -> None:
             candidate.unlink()
 
 
-def clean_leftovers(path: Path) -> list[Path]:
-    """Remove rebuilds left by a nuke that was killed; returns what was removed.
+def _main_file(path: Path) -> Path:
+    for suffix in SIDE_SUFFIXES:
+        if path.name.endswith(suffix):
+            return path.with_name(path.name[: -len(suffix)])
+    return path
 
-    Call only while holding the writer lock: a running nuke's build looks the same.
+
+def clean_leftovers(path: Path) -> list[Path]:
+    """Remove what interrupted operations left beside ``path``; returns what was removed.
+
+    Rebuilds of a killed nuke, backups or restores killed while copying, and their WAL/SHM
+    files. Call only while holding the writer lock: a running operation's files look the same.
     """
-    removed = []
+    removed: set[Path] = set()
     if path.parent.is_dir():
-        for build in path.parent.glob(f"{path.name}.rebuild-*"):
-            if not build.name.endswith(SIDE_SUFFIXES):
-                remove_database_files(build)
-                removed.append(build)
-    return removed
+        for marker in TEMP_MARKERS:
+            for found in path.parent.glob(f"{path.name}{marker}*"):
+                main = _main_file(found)
+                if main not in removed:
+                    remove_database_files(main)
+                    removed.add(main)
+    return sorted(removed)
 
 
 def prune_backups(path: Path, keep: int) -> None:
@@ -83,7 +116,10 @@ def prune_backups(path: Path, keep: int) -> None:
 
 
 def fold_wal(path: Path) -> None:
-    """Move everything in the WAL into the main file and leave no WAL behind."""
+    """Move everything in the WAL into the main file and leave no WAL behind.
+
+    Needs exclusive access: only for files nobody else has open (a finished rebuild).
+    """
     if not path.exists():
         return
     conn = sqlite3.connect(path, isolation_level=None)
@@ -96,37 +132,168 @@ def fold_wal(path: Path) -> None:
         conn.close()
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def database_size(path: Path) -> int:
+    """Bytes of a database file and its WAL (0 when missing)."""
+    total = 0
+    for candidate in (path, path.with_name(path.name + "-wal")):
+        with contextlib.suppress(FileNotFoundError):
+            total += candidate.stat().st_size
+    return total
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def require_space(path: Path, needed: int, what: str) -> None:
+    """Refuse, naming the file and the space needed, when ``path``'s folder has too little."""
+    free = shutil.disk_usage(path.parent).free
+    if free < needed:
+        raise StoreError(
+            f"not enough free space to {what} {path}: it needs about {_megabytes(needed)} "
+            f"free in {path.parent}, which has {_megabytes(free)}; nothing was changed",
+            path=str(path),
+        )
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOSPC
+    return isinstance(exc, sqlite3.Error) and "full" in str(exc)
+
+
+@contextlib.contextmanager
+def _disk_full_is_clear(path: Path, needed: int, what: str) -> Iterator[None]:
+    """Turn "no space left" (ENOSPC, SQLITE_FULL) while copying into a clear StoreError."""
     try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
+        yield
+    except (OSError, sqlite3.Error) as exc:
+        if not _is_disk_full(exc):
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot {what} {path}: {exc}", path=str(path)) from None
+            raise
+        free = shutil.disk_usage(path.parent).free
+        raise StoreError(
+            f"the disk filled up while trying to {what} {path}: it needs about "
+            f"{_megabytes(needed)} free in {path.parent}, which has {_megabytes(free)}; "
+            f"{path} was left as it was",
+            path=str(path),
+        ) from None
 
 
-def swap_in(build: Path, path: Path) -> Path | None:
-    """Replace ``path`` with ``build`` atomically, keeping the old file as a backup.
+def _connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
 
-    Returns the backup's path (None when there was no database yet).
+
+def _copy(source: sqlite3.Connection, target: sqlite3.Connection) -> None:
+    """Copy every page of ``source`` into ``target`` (SQLite's backup API).
+
+    One step for all pages: one write transaction on the target, committed when whole.
     """
-    fold_wal(build)
-    backup = None
-    if path.exists():
-        fold_wal(path)
-        backup = backup_path_for(path)
-        _link_or_copy(path, backup)
-    os.replace(build, path)
+    source.backup(target)
+
+
+def copy_database(
+    source: Path, target: Path, *, beside: Path, forget_run: int | None = None
+) -> None:
+    """A consistent copy of a live database, as one standalone file (no WAL).
+
+    Written as ``<beside>.partial-<time>`` and renamed when whole, so a killed copy is a
+    leftover that ``clean_leftovers(beside)`` removes, never a truncated database under
+    ``target``'s name. ``beside`` is the mirror the copy belongs to. ``forget_run``: the id
+    of the run making the copy (a nuke's 'running' row), left out of the copy, so the
+    backup is the mirror as it was before that run.
+    """
+    partial = partial_path_for(beside)
+    try:
+        src = _connect(source)
+        try:
+            dst = _connect(partial)
+            try:
+                _copy(src, dst)
+                dst.execute("PRAGMA journal_mode = DELETE")  # a backup is one file
+                if forget_run is not None:
+                    dst.execute("BEGIN")
+                    dst.execute("DELETE FROM sync_runs WHERE id = ?", (forget_run,))
+                    dst.execute(
+                        "UPDATE sqlite_sequence SET seq = "
+                        "(SELECT coalesce(max(id), 0) FROM sync_runs) WHERE name = 'sync_runs'"
+                    )
+                    dst.execute("COMMIT")
+            finally:
+                dst.close()
+        finally:
+            src.close()
+        os.replace(partial, target)
+    except BaseException:
+        remove_database_files(partial)
+        raise
+
+
+def make_backup(path: Path, *, forget_run: int | None = None) -> Path:
+    """Copy the live database ``path`` to a new ``<stem>.backup-<time><suffix>``; its path.
+
+    ``forget_run``: see ``copy_database``.
+    """
+    backup = backup_path_for(path)
+    copy_database(path, backup, beside=path, forget_run=forget_run)
     return backup
 
 
-def copy_database(source: Path, target: Path) -> None:
-    """A consistent copy of a live database (SQLite's backup API)."""
-    src = sqlite3.connect(source)
-    dst = sqlite3.connect(target)
+def copy_into(source: Path, path: Path) -> None:
+    """Replace the content of the live database ``path`` with ``source``'s, in one
+    transaction (see the module docstring for why), whoever has ``path`` open."""
+    src = _connect(source)
     try:
-        src.backup(dst)
+        dst = _connect(path)
+        try:
+            src_page = src.execute("PRAGMA page_size").fetchone()[0]
+            dst_page = dst.execute("PRAGMA page_size").fetchone()[0]
+            if src_page != dst_page and dst.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                raise StoreError(
+                    f"cannot copy into {path}: its page size ({dst_page}) differs from "
+                    f"{source.name}'s ({src_page}); nothing was changed",
+                    path=str(path),
+                )
+            _copy(src, dst)
+        finally:
+            dst.close()
     finally:
-        dst.close()
         src.close()
+
+
+def swap_in(
+    build: Path, path: Path, *, keep_build: bool = False, forget_run: int | None = None
+) -> Path | None:
+    """Put ``build``'s content in place of ``path``, keeping the old content as a backup.
+
+    Returns the backup's path (None when there was no database yet). ``build`` is removed
+    afterwards unless ``keep_build`` (a restore's source is a backup that stays);
+    ``forget_run`` is left out of the backup (see ``copy_database``).
+    """
+    needed = database_size(build)
+    if path.exists():
+        needed += database_size(path)  # the backup; the build's pages go through the WAL
+    what = "swap the rebuilt mirror into" if not keep_build else "restore"
+    require_space(path, needed, what)
+    backup = None
+    with _disk_full_is_clear(path, needed, what):
+        if not path.exists():
+            if keep_build:
+                copy_database(build, path, beside=path)
+            else:
+                fold_wal(build)
+                os.replace(build, path)
+            return None
+        backup = make_backup(path, forget_run=forget_run)
+        try:
+            copy_into(build, path)
+        except BaseException:
+            remove_database_files(backup)  # the live file is unchanged: no backup needed
+            raise
+    if not keep_build:
+        remove_database_files(build)
+    return backup
 
 
 def restore_latest(path: Path) -> tuple[Path, Path | None]:
@@ -134,18 +301,21 @@ def restore_latest(path: Path) -> tuple[Path, Path | None]:
 
     The database being replaced becomes a backup itself, so a restore can be undone by
     another restore. Returns (the backup restored, the backup made of the replaced file).
+    Fails before copying anything, naming the file and the space needed, when the disk is
+    too full; a disk that fills up while copying is reported the same way.
     """
     backups = list_backups(path)
     if not backups:
         raise NoBackup(f"no backup of {path} found in {path.parent}", path=str(path))
     latest = backups[0]
-    staging = path.with_name(f"{path.name}.restore-{_stamp()}")
-    shutil.copy2(latest, staging)
-    try:
-        saved = swap_in(staging, path)
-    except BaseException:
-        remove_database_files(staging)
-        raise
+    current = database_size(path)
+    restored = latest.stat().st_size
+    # Room for the backup of the current file, the restored pages in the WAL, and the file
+    # growing when the WAL is folded in.
+    needed = current + restored + max(0, restored - current)
+    require_space(path, needed, "restore")
+    with _disk_full_is_clear(path, needed, "restore"):
+        saved = swap_in(latest, path, keep_build=True)
     return latest, saved
 
 

@@ -126,6 +126,9 @@ class SyncResult:
     started_at: str | None = None
     error: str | None = None
     backup_path: str | None = None
+    # Something the user should know about how the run ended (a nuke interrupted after
+    # its swap: it completed).
+    note: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -197,6 +200,8 @@ class SyncResult:
             parts.append(f"failed: {', '.join(str(r.product_id) for r in self.failed_products)}")
         if self.source == "sandbox":
             parts.append("SANDBOX DATA")
+        if self.note:
+            parts.append(self.note)
         return " · ".join(parts)
 
     def advice(self, *, cli: bool = False) -> str | None:

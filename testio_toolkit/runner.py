@@ -111,8 +111,14 @@ def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
             interrupted.set()  # SIGINT's handler was not ours (not the main thread, say)
         if interrupted.is_set() and not job.done.is_set():
             job.cancel()
-            job.done.wait(CANCEL_GRACE_SECONDS)
-            raise Cancelled("interrupted; the mirror is consistent and the run is marked cancelled")
+            try:
+                # A run past its point of no return (a nuke that swapped its rebuild in)
+                # ends with its result despite the interrupt: report what really happened.
+                return job.future.result(timeout=CANCEL_GRACE_SECONDS)
+            except Exception:
+                raise Cancelled(
+                    "interrupted; the mirror is consistent and the run is marked cancelled"
+                ) from None
         # Ended (a Ctrl-C that came as it ended is too late to cancel it): its outcome.
         try:
             return job.future.result()

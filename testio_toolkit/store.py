@@ -26,7 +26,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -898,6 +898,10 @@ class Store:
         )
         return {row["mode"]: row for row in rows}
 
+    def product_ids(self) -> list[int]:
+        """Ids of every product the mirror holds (marked gone or not)."""
+        return [row["id"] for row in self.query("SELECT id FROM products ORDER BY id")]
+
     def table_counts(self) -> dict[str, int]:
         """Rows per mirror table, not counting rows marked gone upstream."""
         return {
@@ -922,20 +926,35 @@ class Store:
 
     # -- whole-mirror operations (nuke) ---------------------------------------------------
 
-    def copy_history_from(self, other: Path) -> None:
-        """Copy another mirror's ``sync_runs`` into this (new, empty) one: the audit trail."""
+    def copy_history_from(self, other: Path, *, before: int | None = None) -> None:
+        """Copy another mirror's ``sync_runs`` into this (new, empty) one: the audit trail.
+
+        ``before``: copy only the runs with a smaller id (a nuke leaves out its own row,
+        which the rebuild records afresh).
+        """
         self._write("ATTACH DATABASE ? AS previous", (str(other),))
         try:
             with self.transaction():
-                self._write("INSERT INTO sync_runs SELECT * FROM previous.sync_runs ORDER BY id")
+                self._write(
+                    "INSERT INTO sync_runs SELECT * FROM previous.sync_runs "
+                    "WHERE ? IS NULL OR id < ? ORDER BY id",
+                    (before, before),
+                )
         finally:
             self._write("DETACH DATABASE previous")
 
-    def replace_products(self, aside: Path, product_ids: Sequence[int]) -> None:
+    def replace_products(
+        self,
+        aside: Path,
+        product_ids: Sequence[int],
+        *,
+        also: Callable[[], None] | None = None,
+    ) -> None:
         """Swap in the rebuilt tests, bugs and features of some products, in one transaction.
 
         ``aside`` is a mirror that holds exactly those products, freshly read. Every other
-        product, and every table a user made, stays as it is.
+        product, and every table a user made, stays as it is. ``also`` runs inside the same
+        transaction (the nuke records its outcome with the rows it swapped in).
         """
         marks = ",".join("?" * len(product_ids))
         ids = tuple(product_ids)
@@ -955,5 +974,7 @@ class Store:
                     f"ON CONFLICT(id) DO UPDATE SET {updates}, deleted_upstream_at = NULL"
                 )
                 self._write("INSERT INTO product_state SELECT * FROM aside.product_state")
+                if also is not None:
+                    also()
         finally:
             self._write("DETACH DATABASE aside")

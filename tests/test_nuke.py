@@ -40,6 +40,19 @@ def dump(path: Path) -> dict[str, Any]:
         conn.close()
 
 
+def dump_data(path: Path) -> dict[str, Any]:
+    """``dump`` without the run history, which every run (a failed nuke too) adds to."""
+    return {k: v for k, v in dump(path).items() if k not in ("sync_runs", "sqlite_sequence")}
+
+
+def runs(path: Path) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT mode, status FROM sync_runs ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
 def columns(path: Path, table: str) -> list[str]:
     conn = sqlite3.connect(path)
     try:
@@ -151,17 +164,18 @@ def test_dry_run_nuke_shows_the_plan_only(sandbox: Sandbox, db_path: Path) -> No
     assert digest(db_path) == before
 
 
-def test_a_failing_rebuild_leaves_the_database_exactly_as_it_was(
+def test_a_failing_rebuild_leaves_the_database_as_it_was_and_records_the_run(
     mirror: tt.Mirror, sandbox: Sandbox, db_path: Path
 ) -> None:
     mirror.sync()
-    before, inode = dump(db_path), db_path.stat().st_ino
+    before, inode = dump_data(db_path), db_path.stat().st_ino
     sandbox.set_faults(fail_after=8)  # every request after the first 8 answers 503
 
     with pytest.raises(RebuildFailed, match="left exactly as it was"):
         mirror.nuke(confirm=True)
 
-    assert dump(db_path) == before
+    assert dump_data(db_path) == before
+    assert runs(db_path)[-1][0] == "nuke" and runs(db_path)[-1][1] in ("failed", "partial")
     assert db_path.stat().st_ino == inode
     assert not list(db_path.parent.glob("*.rebuild-*"))
     assert not list(db_path.parent.glob("*.backup-*"))
@@ -187,7 +201,7 @@ def rebuild_has_tests(db_path: Path) -> bool:
 def test_a_nuke_killed_part_way_leaves_the_database_intact(sandbox: Sandbox, db_path: Path) -> None:
     env = cli_env(sandbox, db_path)
     assert run_cli("sync", "--no-progress", env=env).returncode == 0
-    before, inode = dump(db_path), db_path.stat().st_ino
+    before, inode = dump_data(db_path), db_path.stat().st_ino
     sandbox.set_faults(latency_ms=150)
     proc = subprocess.Popen(
         [sys.executable, "-m", "testio_toolkit", "sync", "--nuke", "--yes", "--no-progress"],
@@ -204,11 +218,13 @@ def test_a_nuke_killed_part_way_leaves_the_database_intact(sandbox: Sandbox, db_
     proc.wait(timeout=10)
     sandbox.clear_faults()
 
-    assert dump(db_path) == before
+    assert dump_data(db_path) == before
     assert db_path.stat().st_ino == inode
-    # The next run cleans the half-built file up and proceeds.
+    assert runs(db_path) == [("sync", "success"), ("nuke", "running")]
+    # The next run cleans the half-built file up, records the killed nuke, and proceeds.
     assert run_cli("sync", "--no-progress", env=env).returncode == 0
     assert not list(db_path.parent.glob("*.rebuild-*"))
+    assert runs(db_path) == [("sync", "success"), ("nuke", "failed"), ("sync", "success")]
 
 
 def test_per_product_nuke_rebuilds_that_product_only(

@@ -26,6 +26,7 @@ from testio_toolkit.widgets import (
 )
 
 from .conftest import make_mirror
+from .test_nuke import dump_data, runs
 
 
 def files_beside(path: Path) -> dict[str, bytes]:
@@ -287,7 +288,7 @@ def test_without_ipywidgets_the_error_says_what_to_install(
 def test_a_failed_rebuild_shows_the_error_and_keeps_the_mirror(
     sandbox: Sandbox, synced: tt.Mirror
 ) -> None:
-    before = files_beside(synced.path)
+    before = dump_data(synced.path)
     panel = Panel(synced)
     panel.nuke_button.click()
     panel.confirm_text.value = "nuke"
@@ -296,7 +297,8 @@ def test_a_failed_rebuild_shows_the_error_and_keeps_the_mirror(
     assert panel.wait() is None
     assert isinstance(panel.last_error, RebuildFailed)
     assert "RebuildFailed" in panel.error.value and "left exactly as it was" in panel.error.value
-    assert files_beside(synced.path) == before
+    assert dump_data(synced.path) == before  # only the failed nuke's row was added
+    assert runs(synced.path)[-1] == ("nuke", "failed")
     assert synced.backups() == []
     assert not any(b.disabled for b in all_buttons(panel))
 
@@ -361,7 +363,7 @@ def test_stop_cancels_a_running_refresh_and_the_next_refresh_completes(
 def test_stop_during_a_nuke_leaves_the_database_as_it_was(
     sandbox: Sandbox, synced: tt.Mirror, db_path: Path
 ) -> None:
-    before = files_beside(db_path)
+    before = dump_data(db_path)
     button = nuke_button(synced)
     button.button.click()
     button.confirm_text.value = "nuke"
@@ -373,7 +375,9 @@ def test_stop_during_a_nuke_leaves_the_database_as_it_was(
     assert button.wait() is None
     assert "Stopped." in button.summary.value and "as it was" in button.summary.value
     assert button.error.value == ""
-    assert files_beside(db_path) == before
+    assert dump_data(db_path) == before  # only the stopped nuke's row was added
+    assert runs(db_path)[-1] == ("nuke", "cancelled")
+    assert not list(db_path.parent.glob("*.rebuild-*"))
     assert synced.backups() == []
 
 
