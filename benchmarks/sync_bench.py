@@ -179,8 +179,9 @@ def full_read_needs(path: Path, per_page: int, bug_batch_size: int) -> Json:
 
 def request_budget(path: Path, bug_batch_size: int) -> Json:
     """What the acceptance allows a no-change incremental sync on this mirror: the product
-    list, one list page per product, a detail re-read per test whose status can change, and
-    those tests' bug batches (per product, ``bug_batch_size`` ids each)."""
+    list, two list windows per product (the one page a product that a sync read before it
+    read the tail of unscheduled tests, plus one), a detail re-read per test whose status can
+    change, and those tests' bug batches (per product, ``bug_batch_size`` ids each)."""
     conn = connect(path)
     try:
         products = int(
@@ -200,7 +201,7 @@ def request_budget(path: Path, bug_batch_size: int) -> Json:
     batches = sum(math.ceil(n / bug_batch_size) for _, n in per_product)
     allowed = {
         "products": 1,
-        "exploratory_tests": products,
+        "exploratory_tests": 2 * products,
         "exploratory_test": changeable,
         "bugs": batches,
     }

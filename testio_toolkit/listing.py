@@ -130,9 +130,7 @@ def window_before(offset: int, max_size: int) -> Window:
     best = Window(offset, 1)
     for size in range(2, max_size + 1):
         candidate = Window(offset // size * size, size)
-        if candidate.start < best.start or (
-            candidate.start == best.start and size > best.size
-        ):
+        if candidate.start < best.start or (candidate.start == best.start and size > best.size):
             best = candidate
     size = max_size
     while best.start == offset > 0:
