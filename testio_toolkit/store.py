@@ -637,6 +637,14 @@ class Store:
         )
         return {row[0]: TestState(row[1], row[2], bool(row[3]), bool(row[4])) for row in cursor}
 
+    def live_test_counts(self) -> dict[int, int]:
+        """Live tests per product id."""
+        cursor = self.conn.execute(
+            "SELECT product_id, count(*) FROM tests WHERE deleted_upstream_at IS NULL "
+            "GROUP BY product_id"
+        )
+        return dict(cursor.fetchall())
+
     def mark_bugs_read(self, test_ids: Sequence[int], when: str) -> None:
         """Note that these tests' bugs were read completely (only the first time, so a
         refresh that finds nothing new writes nothing)."""

@@ -226,8 +226,15 @@ class Engine:
         ]
         try:
             self._write_products(accounts, selected)
+            # Largest first: a product's list is read one window after the other, so the
+            # longest lists set the run's length unless they start at once.
+            sizes = (self.previous or self.store).live_test_counts()
+            work = sorted(
+                zip(selected, result.products, strict=True),
+                key=lambda pair: -sizes.get(pair[1].product_id, 0),
+            )
             async with asyncio.TaskGroup() as group:
-                for product, report in zip(selected, result.products, strict=True):
+                for product, report in work:
                     group.create_task(self._guarded_product(product, report))
             result.status = self._overall_status(result.products)
         except BaseException as exc:
@@ -489,8 +496,11 @@ class Engine:
 
     def _queue_unread_bugs(self, run: _ProductRun) -> None:
         """Tests whose bugs were never read completely (a failed batch, an interrupted run)
-        get them read now."""
+        get them read now. A full read has seen, or checked on its detail endpoint, every
+        held test that still exists: the others are gone."""
         for test_id, state in run.held.items():
+            if run.full_read and test_id not in run.seen:
+                continue
             if not state.bugs_read and not state.gone and in_window(state.end_at, self.plan.since):
                 run.need_bugs.add(test_id)
 

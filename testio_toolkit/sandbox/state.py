@@ -562,9 +562,9 @@ class World:
         """Give one test a new end_at that moves it across ``start``; its id, or None.
 
         Up: a test at offset >= start goes to an offset < start; down: one at an offset
-        < start to one >= start. On the first page, or when nothing lies at/after
-        ``start``, any test moves up (down) by a random number of positions. Tests whose
-        status is not final are preferred.
+        < start to one >= start, never to an end before the test was created. On the first
+        page, or when nothing lies at/after ``start``, any test moves up (down) by a random
+        number of positions. Tests whose status is not final are preferred.
         """
         order = self._sorted(product_id)
         n = len(order)
@@ -587,7 +587,9 @@ class World:
                 rng.shuffle(targets)
                 for t in targets:
                     end = self._end_between(order, i, t, rng)
-                    if end is not None:
+                    # A test may end early, but never before it was created (as on the
+                    # service; an incremental sync relies on it, see CLAUDE.md).
+                    if end is not None and end >= self._acc.skeletons[order[i]].created:
                         test_id = order[i]
                         self._reschedule(test_id, end, rng)
                         return test_id
