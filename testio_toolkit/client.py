@@ -29,13 +29,24 @@ the token:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import heapq
+import itertools
 import logging
 import math
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -488,6 +499,48 @@ async def _gather(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
     return [task.result() for task in tasks]
 
 
+class PrioritySlots:
+    """At most ``limit`` holders at once; a freed slot goes to the waiter with the lowest
+    priority number, first come first served within one priority.
+
+    >>> async with slots.slot(0): ...     # served before waiters of priority 1
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._count = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, priority: int) -> AsyncIterator[None]:
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+        else:
+            ticket = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiting, (priority, next(self._count), ticket))
+            try:
+                await ticket  # the releaser handed its slot over
+            except asyncio.CancelledError:
+                if ticket.done() and not ticket.cancelled():
+                    self._release()  # handed over just as we were cancelled: pass it on
+                else:
+                    self._waiting = [w for w in self._waiting if w[2] is not ticket]
+                    heapq.heapify(self._waiting)
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        while self._waiting:
+            _, _, ticket = heapq.heappop(self._waiting)
+            if not ticket.done():
+                ticket.set_result(None)
+                return
+        self._free += 1
+
+
 class TestIOClient:
     """An async client for one run against one TestIO account.
 
@@ -534,7 +587,7 @@ class TestIOClient:
             limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
             transport=transport,
         )
-        self._slots = asyncio.Semaphore(limit)
+        self._slots = PrioritySlots(limit)
         self._bug_sizer = BugBatchSizer(self.options.bug_batch_size)
         self._bug_probe = asyncio.Lock()
         self._in_flight = 0
@@ -822,7 +875,9 @@ class TestIOClient:
         """Send one GET once the rate-limit pause is over, holding a concurrency slot."""
         while True:
             await self._wait_out_pause()
-            async with self._slots:
+            # List pages first: a product's list is read one window after another, so
+            # each page that waits behind bug batches makes the whole run longer.
+            async with self._slots.slot(0 if kind == "exploratory_tests" else 1):
                 # A 429 may have arrived while we queued for the slot: wait again, without
                 # holding the slot, rather than send a request that would be refused.
                 if self._clock() < self._paused_until:

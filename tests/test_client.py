@@ -989,3 +989,32 @@ async def test_the_token_is_never_in_errors_reprs_or_logs(caplog: pytest.LogCapt
         assert TOKEN not in repr(exc.__cause__)
     assert caplog.records  # httpx and the retries did log
     assert TOKEN not in caplog.text
+
+
+def test_priority_slots_hand_a_freed_slot_to_the_most_urgent_waiter_and_survive_cancels() -> None:
+    from testio_toolkit.client import PrioritySlots
+
+    async def scenario() -> list[str]:
+        slots = PrioritySlots(1)
+        order: list[str] = []
+        gate = asyncio.Event()
+
+        async def hold(name: str, priority: int) -> None:
+            async with slots.slot(priority):
+                order.append(name)
+                await gate.wait()
+
+        first = asyncio.create_task(hold("first", 1))
+        await asyncio.sleep(0)
+        waiters = [asyncio.create_task(hold(n, p)) for n, p in (("bugs", 1), ("gone", 0))]
+        waiters.append(asyncio.create_task(hold("page", 0)))
+        await asyncio.sleep(0)
+        waiters[1].cancel()  # a cancelled waiter neither takes nor loses a slot
+        await asyncio.sleep(0)
+        gate.set()
+        await asyncio.gather(first, *waiters, return_exceptions=True)
+        async with slots.slot(1):  # the one slot is free again
+            order.append("after")
+        return order
+
+    assert asyncio.run(scenario()) == ["first", "page", "bugs", "after"]
