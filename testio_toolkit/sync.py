@@ -114,7 +114,8 @@ class _ProductRun:
     bug_tasks: list[asyncio.Task[None]] = field(default_factory=list)
     listing_complete: bool = False
     moved: list[str] = field(default_factory=list)  # evidence that the list moved
-    confirmed: set[int] = field(default_factory=set)  # held tests checked on their details
+    checked: set[int] = field(default_factory=set)  # tests missing from a pass, checked
+    alive: dict[int, str | None] = field(default_factory=dict)  # ... and found, with end_at
     unreadable_positions: list[tuple[int, str]] = field(default_factory=list)
 
     @property
@@ -409,24 +410,26 @@ class Engine:
         self._emit("tests", advance=len(rows))
 
     async def _confirm_missing(self, run: _ProductRun) -> list[str]:
-        """Held tests in the window that the list did not show: read each on its detail
-        endpoint (a 404 marks it gone). One that is alive where the read looked means the
-        list hid it: evidence that the list moved."""
-        missing = [
+        """Tests that should be in the list but this pass did not show (held ones in the
+        window, and ones an earlier pass showed): each is read once on its detail endpoint
+        (a 404 marks it gone). One that is alive where the pass looked means the list hid
+        it: evidence that the list moved, for as long as the list keeps hiding it."""
+        shown = run.listing.seen()
+        expected = run.seen | {
             test_id
             for test_id, state in run.held.items()
-            if not state.gone
-            and test_id not in run.seen
-            and test_id not in run.confirmed
-            and in_window(state.end_at, self.plan.since)
-        ]
-        run.confirmed.update(missing)
-        found = await self._read_details(run, missing)
-        hidden = [
+            if not state.gone and in_window(state.end_at, self.plan.since)
+        }
+        missing = expected - shown
+        unchecked = sorted(missing - run.checked)
+        run.checked.update(unchecked)
+        run.alive.update(await self._read_details(run, unchecked))
+        hidden = sorted(
             test_id
-            for test_id, end_at in found.items()
-            if run.stop_before is None or end_at is None or end_at >= run.stop_before
-        ]
+            for test_id in missing
+            if test_id in run.alive
+            and (run.stop_before is None or in_window(run.alive[test_id], run.stop_before))
+        )
         return [f"test {test_id} was missing from the list but exists" for test_id in hidden]
 
     def _settle_listing(self, run: _ProductRun, *, since_covered: bool) -> None:

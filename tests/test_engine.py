@@ -176,3 +176,52 @@ def test_any_list_length_is_read_whole_by_a_refresh(tmp_path: Path, count: int) 
     result = asyncio.run(run(service, tmp_path / "m.db", "refresh"))
     assert result.status == "success"
     assert result.tests.added == count
+
+
+class HidingService(Service):
+    """A list that never shows one test, while its detail endpoint serves it."""
+
+    def __init__(self, tests: list[dict[str, Any]], hidden: int) -> None:
+        super().__init__(tests)
+        self.hidden = hidden
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/exploratory_tests"):
+            page, per_page = int(request.url.params["page"]), int(request.url.params["per_page"])
+            shown = [t for t in self.tests if t["id"] != self.hidden]
+            window = shown[(page - 1) * per_page : page * per_page]
+            self.requests.append("products/1/exploratory_tests")
+            return self.ok("exploratory_tests", window)
+        return await super().__call__(request)
+
+
+def test_a_rebuild_that_lacks_a_test_the_old_mirror_held_is_checked_and_not_called_complete(
+    tmp_path: Path,
+) -> None:
+    tests = make_tests(40)
+    hidden = tests[17]["id"]
+    old = tmp_path / "old.db"
+    assert asyncio.run(run(Service(tests), old, "refresh")).status == "success"
+
+    async def rebuild() -> Any:
+        service = HidingService(tests, hidden)
+        transport = httpx.MockTransport(service)
+        async with TestIOClient(BASE, "token-123", transport=transport) as client:
+            with Store.open(tmp_path / "new.db") as fresh, Store.open_read_only(old) as previous:
+                accounts = await client.products()
+                plan = Plan(mode="nuke")
+                result = await run_plan(
+                    client, fresh, plan, accounts, accounts, source=BASE, previous=previous
+                )
+        return result, service.requests
+
+    result, requests = asyncio.run(rebuild())
+    (report,) = result.products
+    # Checked on its detail endpoint before anything is swapped in, and written there ...
+    assert f"exploratory_tests/{hidden}" in requests
+    conn = sqlite3.connect(tmp_path / "new.db")
+    assert conn.execute("SELECT count(*) FROM tests WHERE id = ?", (hidden,)).fetchone() == (1,)
+    conn.close()
+    # ... but a list that hides a live test proves nothing: not success, and it says which.
+    assert report.status == "partial"
+    assert f"test {hidden} was missing from the list but exists" in (report.error or "")
