@@ -194,6 +194,9 @@ class Engine:
         self.full = plan.mode != "sync"
         self.now = utc_now()
         self.wall_now = datetime.fromisoformat(self.now.replace("Z", "+00:00"))
+        # Where the next incremental sync may stop reading a list this run proves complete
+        # (set from the service's clock when the run starts).
+        self.watermark: str | None = None
         # Products run side by side; the client's own limit bounds the requests in flight.
         self._product_slots = asyncio.Semaphore(max(2, client.options.concurrency))
 
