@@ -168,3 +168,26 @@ def test_a_product_deleted_upstream_takes_its_rows_with_it_and_brings_them_back(
     assert mirror.sync().status == "success"
     assert its_tests <= set(mirror.tests()["id"])
     assert_mirror_equals_truth(db_path, sandbox)
+
+
+def test_the_cli_exits_1_while_the_list_moves_and_0_once_it_is_read_whole(
+    sandbox: Sandbox, db_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from testio_toolkit.cli import cli
+
+    env = {
+        "TESTIO_CUSTOMER_API_TOKEN": sandbox.token,
+        "TESTIO_CUSTOMER_API_BASE_URL": sandbox.url,
+        "TESTIO_DB_PATH": str(db_path),
+    }
+    sandbox.set_faults(list_moves_every=1, list_moves="delete_above,move_up", fault_seed=2)
+    moving = CliRunner().invoke(cli, ["sync", "--force"], env=env)
+    assert moving.exit_code == 1, moving.output
+    assert "the list moved while it was read" in moving.output
+
+    sandbox.clear_faults()
+    still = CliRunner().invoke(cli, ["sync"], env=env)
+    assert still.exit_code == 0, still.output
+    assert_mirror_equals_truth(db_path, sandbox)
