@@ -46,7 +46,7 @@ from .progress import ProgressBars
 from .results import ProgressCallback, SyncResult
 from .rows import parse_since
 from .runner import run_blocking
-from .store import Store, check_database_file, storage_problem
+from .store import Reader, Store, check_database_file, storage_problem
 from .sync import Mode, Plan, count_request, run_plan, select_products
 
 if TYPE_CHECKING:
@@ -222,7 +222,7 @@ class Mirror:
         ids = _ids(products) or self.settings.product_ids
         return Plan(mode=mode, product_ids=ids, since=parse_since(since), dry_run=dry_run)
 
-    def _check_account(self, store: Store, accounts: list[dict[str, Any]]) -> dict[str, str]:
+    def _check_account(self, store: Reader, accounts: list[dict[str, Any]]) -> dict[str, str]:
         """Refuse to mix accounts; return the account's identity for the store's ``meta``.
 
         Sandbox data never lands in a real account's mirror (``source``), and another
@@ -284,13 +284,13 @@ class Mirror:
         self, plan: Plan, progress: bool | None, on_progress: ProgressCallback | None
     ) -> SyncResult:
         self._check_path()
-        # A dry run takes no lock and opens the file read-only: it cannot write.
+        # A dry run takes no lock and only reads the file: it writes into a scratch copy.
         lock = (
             contextlib.nullcontext()
             if plan.dry_run
             else WriterLock(self.path, mode=plan.mode, wait=self.wait)
         )
-        open_store = Store.open_read_only if plan.dry_run else Store.open
+        open_store = Store.open_dry_run if plan.dry_run else Store.open
         with self._bars(progress, on_progress) as emit, lock:
             if not plan.dry_run:
                 backups.clean_leftovers(self.path)
@@ -585,7 +585,7 @@ class Mirror:
         return result
 
     @contextlib.contextmanager
-    def _previous(self) -> Iterator[Store | None]:
+    def _previous(self) -> Iterator[Reader | None]:
         """The mirror a nuke replaces, read-only: the rebuild is checked against its tests."""
         if not self.path.exists():
             yield None

@@ -59,7 +59,7 @@ from .rows import (
     test_row,
     utc_text,
 )
-from .store import Store, TestState, UpsertCounts, utc_now
+from .store import Reader, Store, TestState, UpsertCounts, utc_now
 
 Mode = Literal["sync", "refresh", "nuke"]
 
@@ -182,7 +182,7 @@ class Engine:
         source: str,
         on_progress: ProgressCallback | None = None,
         run_mode: str | None = None,
-        previous: Store | None = None,
+        previous: Reader | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -687,7 +687,7 @@ async def run_plan(
     source: str,
     on_progress: ProgressCallback | None = None,
     run_mode: str | None = None,
-    previous: Store | None = None,
+    previous: Reader | None = None,
 ) -> SyncResult:
     """Run one plan; re-raises the first error of a task group as itself.
 
