@@ -47,8 +47,6 @@ SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 # Names of files that exist only while an operation runs: a rebuild, a backup being copied,
 # a restore's staging file (older versions). Whatever carries one after a run is a leftover.
 TEMP_MARKERS = (".rebuild-", ".partial-", ".restore-")
-# What a person types to confirm a nuke, in the terminal and in the panel.
-CONFIRM_WORD = "nuke"
 
 
 def _stamp() -> str:

@@ -22,10 +22,11 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from . import api
-from .backups import CONFIRM_WORD, NukePlan
+from .backups import NukePlan
 from .errors import Cancelled, ConfigError, ToolkitError
 from .results import SyncResult, format_table
 from .sandbox.command import sandbox
+from .vocabulary import CONFIRM_WORD
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_PARTIAL = 1

@@ -35,6 +35,7 @@ from typing import Any, NamedTuple, Self
 
 from .errors import SchemaTooNew, StoreCorrupt, StoreError
 from .rows import utc_text
+from .vocabulary import RunStatus
 
 SCHEMA_VERSION = 2
 # Marks a file as ours (PRAGMA application_id), so we never write into someone else's SQLite.
@@ -1010,14 +1011,23 @@ class Store(Reader):
         # Runs start only under the writer lock, so a run still marked running is one whose
         # process died (kill -9, a crash) before it could record how it ended.
         self._write(
-            "UPDATE sync_runs SET status = 'failed', error = coalesce(error, ?) "
-            "WHERE status = 'running'",
-            ("the process ended before the run finished (killed or crashed)",),
+            "UPDATE sync_runs SET status = ?, error = coalesce(error, ?) WHERE status = ?",
+            (
+                RunStatus.FAILED,
+                "the process ended before the run finished (killed or crashed)",
+                RunStatus.RUNNING,
+            ),
         )
         cursor = self._write(
             "INSERT INTO sync_runs (mode, status, started_at, product_filter, since) "
-            "VALUES (?, 'running', ?, ?, ?)",
-            (mode, utc_now(), json.dumps(list(product_filter)) if product_filter else None, since),
+            "VALUES (?, ?, ?, ?, ?)",
+            (
+                mode,
+                RunStatus.RUNNING,
+                utc_now(),
+                json.dumps(list(product_filter)) if product_filter else None,
+                since,
+            ),
         )
         return int(cursor.lastrowid or 0)
 
