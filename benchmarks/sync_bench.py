@@ -415,7 +415,7 @@ def _instrument(
 
     def prepare_with_triggers(self: Store) -> None:
         prepare(self)
-        if triggers and not self.read_only:
+        if triggers:
             conn = self.conn
             conn.execute("CREATE TEMP TABLE bench_writes (tbl TEXT, event TEXT, id INTEGER)")
             for table in MIRROR_TABLES:
@@ -429,7 +429,7 @@ def _instrument(
     def recording_close(self: Store) -> None:
         try:
             entry: Json = {"path": str(self.path), "total_changes": self.conn.total_changes}
-            if triggers and not self.read_only:
+            if triggers:
                 entry["triggers"] = {
                     f"{table}.{event}": n
                     for table, event, n in self.conn.execute(

@@ -46,8 +46,9 @@ from .progress import ProgressBars
 from .results import ProgressCallback, SyncResult
 from .rows import parse_since
 from .runner import run_blocking
-from .store import Store, check_database_file, storage_problem
-from .sync import Mode, Plan, count_request, run_plan, select_products
+from .store import Reader, Store, check_database_file, storage_problem
+from .sync import Plan, count_request, run_plan, select_products
+from .vocabulary import Mode, RunStatus
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -103,7 +104,7 @@ class MirrorStatus:
         if not self.exists:
             return [*out, "no database yet: run a sync"]
         out.append("holds:    " + ", ".join(f"{n} {t}" for t, n in self.table_counts.items()))
-        for mode in ("sync", "refresh", "nuke"):
+        for mode in Mode:
             run = self.last_runs.get(mode)
             text = f"{run['status']} at {run['started_at']}" if run else "never"
             out.append(f"last {mode + ':':9}{text}")
@@ -222,7 +223,7 @@ class Mirror:
         ids = _ids(products) or self.settings.product_ids
         return Plan(mode=mode, product_ids=ids, since=parse_since(since), dry_run=dry_run)
 
-    def _check_account(self, store: Store, accounts: list[dict[str, Any]]) -> dict[str, str]:
+    def _check_account(self, store: Reader, accounts: list[dict[str, Any]]) -> dict[str, str]:
         """Refuse to mix accounts; return the account's identity for the store's ``meta``.
 
         Sandbox data never lands in a real account's mirror (``source``), and another
@@ -284,13 +285,13 @@ class Mirror:
         self, plan: Plan, progress: bool | None, on_progress: ProgressCallback | None
     ) -> SyncResult:
         self._check_path()
-        # A dry run takes no lock and opens the file read-only: it cannot write.
+        # A dry run takes no lock and only reads the file: it writes into a scratch copy.
         lock = (
             contextlib.nullcontext()
             if plan.dry_run
             else WriterLock(self.path, mode=plan.mode, wait=self.wait)
         )
-        open_store = Store.open_read_only if plan.dry_run else Store.open
+        open_store = Store.open_dry_run if plan.dry_run else Store.open
         with self._bars(progress, on_progress) as emit, lock:
             if not plan.dry_run:
                 backups.clean_leftovers(self.path)
@@ -322,7 +323,7 @@ class Mirror:
         on_progress: ProgressCallback | None = None,
     ) -> SyncResult:
         """Async twin of ``sync()``."""
-        plan = self._plan("sync", products, since, dry_run)
+        plan = self._plan(Mode.SYNC, products, since, dry_run)
         return await self._execute(plan, progress, on_progress)
 
     def sync(
@@ -360,7 +361,7 @@ class Mirror:
         on_progress: ProgressCallback | None = None,
     ) -> SyncResult:
         """Async twin of ``refresh()``."""
-        plan = self._plan("refresh", products, since, dry_run)
+        plan = self._plan(Mode.REFRESH, products, since, dry_run)
         return await self._execute(plan, progress, on_progress)
 
     def refresh(
@@ -405,11 +406,11 @@ class Mirror:
         try:
             with self._bars(progress, on_progress) as emit:
                 async with self._client() as client:
-                    with WriterLock(self.path, mode="nuke", wait=self.wait):
+                    with WriterLock(self.path, mode=Mode.NUKE, wait=self.wait):
                         backups.clean_leftovers(self.path)
                         accounts = await client.products()
                         selected = select_products(accounts, ids)
-                        work = Plan(mode="nuke", product_ids=ids)
+                        work = Plan(mode=Mode.NUKE, product_ids=ids)
                         nuke = self._nuke_products if ids else self._nuke_all
                         return await nuke(client, work, accounts, selected, emit, done)
         except asyncio.CancelledError:
@@ -465,27 +466,28 @@ class Mirror:
                 return self._check_account(empty, accounts), None
         with Store.open(self.path) as live:
             identity = self._check_account(live, accounts)
-            return identity, live.start_run("nuke", product_ids, None) or None
+            return identity, live.start_run(Mode.NUKE, product_ids, None) or None
 
     def _record_failed_nuke(
         self, run_id: int | None, product_ids: tuple[int, ...], exc: BaseException, requests: int
     ) -> None:
         """Write the true outcome of a nuke that did not swap in into the live mirror."""
         result = exc.result if isinstance(exc, RebuildFailed) else None
+        status: str
         if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | Cancelled):
             status, error = (
-                "cancelled",
+                RunStatus.CANCELLED,
                 "interrupted before the swap; the mirror was kept as it was",
             )
         elif isinstance(result, SyncResult):
             status, error = result.status, str(exc)
         else:
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            status, error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
         counts = result.counts_json() if isinstance(result, SyncResult) else {}
         try:
             with Store.open(self.path) as live, live.transaction():
                 if run_id is None:
-                    run_id = live.start_run("nuke", product_ids, None)
+                    run_id = live.start_run(Mode.NUKE, product_ids, None)
                 live.finish_run(
                     run_id, status=status, requests=requests, counts=counts, error=error
                 )
@@ -585,7 +587,7 @@ class Mirror:
         return result
 
     @contextlib.contextmanager
-    def _previous(self) -> Iterator[Store | None]:
+    def _previous(self) -> Iterator[Reader | None]:
         """The mirror a nuke replaces, read-only: the rebuild is checked against its tests."""
         if not self.path.exists():
             yield None
@@ -760,12 +762,12 @@ def _ids(products: Products) -> tuple[int, ...]:
 
 
 def _require_success(result: SyncResult, path: Path) -> None:
-    if result.status == "success":
+    if result.status == RunStatus.SUCCESS:
         return
     reasons = "; ".join(
         f"product {r.product_id}: {r.error or f'{r.unreadable} unreadable records'}"
         for r in result.products
-        if r.status != "success"
+        if r.status != RunStatus.SUCCESS
     )
     result.db_path = str(path)  # the half-built file is gone; the database is what stays
     raise RebuildFailed(

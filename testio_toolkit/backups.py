@@ -39,15 +39,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import store
 from .errors import NoBackup, StoreError
-from .store import BUSY_TIMEOUT_MS, Store
+from .store import Store, fold_wal
 
 SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 # Names of files that exist only while an operation runs: a rebuild, a backup being copied,
 # a restore's staging file (older versions). Whatever carries one after a run is a leftover.
 TEMP_MARKERS = (".rebuild-", ".partial-", ".restore-")
-# What a person types to confirm a nuke, in the terminal and in the panel.
-CONFIRM_WORD = "nuke"
 
 
 def _stamp() -> str:
@@ -115,23 +114,6 @@ def prune_backups(path: Path, keep: int) -> None:
         remove_database_files(old)
 
 
-def fold_wal(path: Path) -> None:
-    """Move everything in the WAL into the main file and leave no WAL behind.
-
-    Needs exclusive access: only for files nobody else has open (a finished rebuild).
-    """
-    if not path.exists():
-        return
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.execute("PRAGMA journal_mode = DELETE")
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot prepare {path} for the swap: {exc}", path=str(path)) from None
-    finally:
-        conn.close()
-
-
 def database_size(path: Path) -> int:
     """Bytes of a database file and its WAL (0 when missing)."""
     total = 0
@@ -159,7 +141,7 @@ def require_space(path: Path, needed: int, what: str) -> None:
 def _is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError):
         return exc.errno == errno.ENOSPC
-    return isinstance(exc, sqlite3.Error) and "full" in str(exc)
+    return store.is_disk_full(exc)
 
 
 @contextlib.contextmanager
@@ -181,18 +163,6 @@ def _disk_full_is_clear(path: Path, needed: int, what: str) -> Iterator[None]:
         ) from None
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-
-
-def _copy(source: sqlite3.Connection, target: sqlite3.Connection) -> None:
-    """Copy every page of ``source`` into ``target`` (SQLite's backup API).
-
-    One step for all pages: one write transaction on the target, committed when whole.
-    """
-    source.backup(target)
-
-
 def copy_database(
     source: Path, target: Path, *, beside: Path, forget_run: int | None = None
 ) -> None:
@@ -206,24 +176,7 @@ def copy_database(
     """
     partial = partial_path_for(beside)
     try:
-        src = _connect(source)
-        try:
-            dst = _connect(partial)
-            try:
-                _copy(src, dst)
-                dst.execute("PRAGMA journal_mode = DELETE")  # a backup is one file
-                if forget_run is not None:
-                    dst.execute("BEGIN")
-                    dst.execute("DELETE FROM sync_runs WHERE id = ?", (forget_run,))
-                    dst.execute(
-                        "UPDATE sqlite_sequence SET seq = "
-                        "(SELECT coalesce(max(id), 0) FROM sync_runs) WHERE name = 'sync_runs'"
-                    )
-                    dst.execute("COMMIT")
-            finally:
-                dst.close()
-        finally:
-            src.close()
+        store.copy_to_standalone(source, partial, forget_run=forget_run)
         os.replace(partial, target)
     except BaseException:
         remove_database_files(partial)
@@ -238,28 +191,6 @@ def make_backup(path: Path, *, forget_run: int | None = None) -> Path:
     backup = backup_path_for(path)
     copy_database(path, backup, beside=path, forget_run=forget_run)
     return backup
-
-
-def copy_into(source: Path, path: Path) -> None:
-    """Replace the content of the live database ``path`` with ``source``'s, in one
-    transaction (see the module docstring for why), whoever has ``path`` open."""
-    src = _connect(source)
-    try:
-        dst = _connect(path)
-        try:
-            src_page = src.execute("PRAGMA page_size").fetchone()[0]
-            dst_page = dst.execute("PRAGMA page_size").fetchone()[0]
-            if src_page != dst_page and dst.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
-                raise StoreError(
-                    f"cannot copy into {path}: its page size ({dst_page}) differs from "
-                    f"{source.name}'s ({src_page}); nothing was changed",
-                    path=str(path),
-                )
-            _copy(src, dst)
-        finally:
-            dst.close()
-    finally:
-        src.close()
 
 
 def swap_in(
@@ -287,7 +218,7 @@ def swap_in(
             return None
         backup = make_backup(path, forget_run=forget_run)
         try:
-            copy_into(build, path)
+            store.copy_into_live(build, path)
         except BaseException:
             remove_database_files(backup)  # the live file is unchanged: no backup needed
             raise
@@ -387,10 +318,10 @@ def make_plan(path: Path, products: tuple[int, ...], keep_backups: int, source: 
         source=source,
     )
     if plan.exists:
-        with Store.open_read_only(path) as store:
-            rows = store.product_counts()
+        with Store.open_read_only(path) as mirror:
+            rows = mirror.product_counts()
             if not products:
-                plan.table_counts = store.table_counts()
+                plan.table_counts = mirror.table_counts()
         plan.product_counts = [r for r in rows if not products or r["product_id"] in products]
         if products:
             plan.table_counts = {

@@ -8,24 +8,25 @@ Usage::
     testio-toolkit status
     testio-toolkit restore
     testio-toolkit problematic list|retry|clear
-    testio-toolkit sandbox --preset small --port 8765
+    testio-toolkit sandbox --preset small --port 8765   # = python -m testio_toolkit.sandbox
 
 Exit codes: 0 success, 1 failed or partial, 2 usage error, 130 interrupted.
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
 import click
 
 from . import api
-from .backups import CONFIRM_WORD, NukePlan
+from .backups import NukePlan
 from .errors import Cancelled, ConfigError, ToolkitError
 from .results import SyncResult, format_table
+from .sandbox.command import sandbox
+from .vocabulary import CONFIRM_WORD
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_PARTIAL = 1
@@ -301,75 +302,7 @@ def problematic_clear(ctx: click.Context, products: tuple[int, ...]) -> None:
     click.echo(f"Cleared {cleared} entries.")
 
 
-def fault_switches(items: Iterable[str], poison: Iterable[int] = ()) -> dict[str, Any]:
-    """The Faults switches that ``--fault NAME=VALUE`` options (and ``--poison``) ask for.
-
-    A VALUE is read as JSON (``3``, ``0.1``, ``true``, ``null``), else kept as text
-    (``http-date``, ``insert,move_up``)::
-
-        fault_switches(["list_moves_every=3", "list_moves=insert,move_up"])
-    """
-    poisoned = set(poison)
-    switches: dict[str, Any] = {"poisoned_test_ids": poisoned} if poisoned else {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--fault")
-        try:
-            switches[name.strip()] = json.loads(text)
-        except ValueError:
-            switches[name.strip()] = text  # a plain word such as http-date
-    return switches
-
-
-@cli.command()
-@click.option(
-    "--preset", default="small", type=click.Choice(["small", "medium", "large"]), show_default=True
-)
-@click.option("--port", default=0, show_default=True, help="0 picks a free port.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--latency-ms", default=0.0, show_default=True, help="Added to every request.")
-@click.option("--poison", type=int, multiple=True, help="Test id whose list windows fail.")
-@click.option(
-    "--fault",
-    "faults",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Any fault switch of testio_toolkit.sandbox.Faults (repeatable), e.g. "
-    "error_rate=0.1, drop_rate=0.05, rate_limit_next=3, retry_after_format=http-date, "
-    "bugs_524_over=5, hang_rate=0.01, fail_after=100, garbage_rate=0.02, unauthorized=true, "
-    "list_moves_every=3, list_moves=insert,move_up.",
-)
-def sandbox(
-    preset: str,
-    port: int,
-    seed: int,
-    latency_ms: float,
-    poison: tuple[int, ...],
-    faults: tuple[str, ...],
-) -> None:
-    """Serve the bundled TestIO simulator on 127.0.0.1 until Ctrl-C.
-
-    Example: testio-toolkit sandbox --preset medium --latency-ms 50 --fault error_rate=0.1
-    """
-    from .sandbox import Sandbox
-
-    switches = fault_switches(faults, poison)
-    server = Sandbox(preset=preset, seed=seed, port=port, latency_ms=latency_ms)
-    try:
-        server.set_faults(**switches)
-    except (TypeError, ValueError) as exc:
-        raise click.BadParameter(str(exc), param_hint="--fault") from None
-    server.start()
-    click.echo(f"Sandbox ({preset}) serving at {server.url}")
-    click.echo(f"export TESTIO_CUSTOMER_API_BASE_URL={server.url}")
-    click.echo(f"export TESTIO_CUSTOMER_API_TOKEN={server.token}   # the sandbox's own token")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+cli.add_command(sandbox)
 
 
 def main() -> None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import heapq
 import itertools
 import logging
@@ -56,7 +55,6 @@ from typing import Any, Literal, TypeVar, cast
 
 import httpx
 import orjson
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from .config import DEFAULT_BASE_URL
 from .errors import (
@@ -74,6 +72,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "BugBatchSizer",
     "ClientOptions",
+    "Clock",
     "RequestStats",
     "TestIOClient",
 ]
@@ -141,6 +140,26 @@ class RequestStats:
     # The service's clock (its ``Date`` header) at the first answer: when the run began, as
     # the service counts time. The engine derives the next incremental sync's stop from it.
     first_server_date: datetime | None = None
+
+
+def _wall_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Where a client's time comes from: pauses and backoffs wait on ``sleep`` until
+    ``monotonic`` says they are over; ``wall`` stands in for a 429 without a ``Date``;
+    ``random`` is the backoff's jitter (0..1).
+
+    ``TestIOClient(url, token, clock=Clock(monotonic=fake.now, sleep=fake.sleep))`` makes
+    every wait measurable in a test without waiting.
+    """
+
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    wall: Callable[[], datetime] = _wall_now
+    random: Callable[[], float] = random.random
 
 
 # ---------------------------------------------------------------------------------------------
@@ -482,10 +501,13 @@ class _Overloaded(ServiceError):
     """A bugs request for several tests was too heavy; never escapes ``bugs()``."""
 
 
-@dataclass
-class _RequestState:
-    attempts: int = 0
-    rate_limit_waits: int = 0
+class _RateLimitedOnce(Exception):
+    """One 429 (internal): the request pauses, and is sent again without using up an attempt."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__("HTTP 429")
+        self.retry_after = response.headers.get("Retry-After")
+        self.date = response.headers.get("Date")
 
 
 async def _gather(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
@@ -548,7 +570,8 @@ class TestIOClient:
     ...     test = await c.test(4711)       # {"id": 4711, "title": ..., "product": {...}}
 
     One connection pool, at most ``options.concurrency`` requests in flight, and a 429 on any
-    request pauses all of them. ``transport`` replaces the network (``httpx.MockTransport``).
+    request pauses all of them. ``transport`` replaces the network (``httpx.MockTransport``),
+    ``clock`` the time it waits on (``Clock``).
     """
 
     __test__ = False  # the name starts with "Test": keep pytest from collecting it
@@ -563,8 +586,10 @@ class TestIOClient:
         on_request: Callable[[str], None] | None = None,
         token_hint: str = TOKEN_HINT,
         base_url_hint: str = BASE_URL_HINT,
+        clock: Clock | None = None,
     ) -> None:
         self.options = options or ClientOptions()
+        self.clock = clock or Clock()
         # What messages tell a user to check (Settings knows where each value came from).
         self._token_hint = token_hint
         self._base_url_hint = base_url_hint
@@ -592,11 +617,6 @@ class TestIOClient:
         self._bug_probe = asyncio.Lock()
         self._in_flight = 0
         self._paused_until = -math.inf  # monotonic instant; set by any 429, awaited by all
-        # Seams for tests: a fake clock and sleep make pauses measurable without waiting.
-        self._clock: Callable[[], float] = time.monotonic
-        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-        self._wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-        self._random: Callable[[], float] = random.random
 
     def __repr__(self) -> str:
         return f"<TestIOClient {self.base_url}>"
@@ -762,114 +782,109 @@ class TestIOClient:
     ) -> Any:
         path = path.lstrip("/")  # relative, so the base URL's path prefix is kept
         what = describe_request(path, params)
-        state = _RequestState()
-
-        def stop(retry_state: RetryCallState) -> bool:
-            failure = retry_state.outcome.exception() if retry_state.outcome else None
-            if not isinstance(failure, _Transient):
-                return True
-            if overload_fails_fast and failure.overloaded:
-                return True
-            allowed = attempts_allowed(failure.status_code, self.options, salvageable=salvageable)
-            if failure.unreachable:
-                allowed = min(allowed, self.options.max_attempts_unreachable)
-            return retry_state.attempt_number >= allowed
-
-        retrying = AsyncRetrying(
-            stop=stop,
-            wait=self._backoff,
-            retry=retry_if_exception_type(_Transient),
-            sleep=self._backoff_sleep,
-            before_sleep=functools.partial(self._before_retry, what),
-            reraise=True,
-        )
-        try:
-            return await retrying(self._attempt, path, params, envelope, shape, what, state)
-        except _Transient as failure:
-            cause = failure.__cause__
-            if overload_fails_fast and failure.overloaded:
-                raise _Overloaded(
-                    f"{what} failed: {failure.reason}",
-                    endpoint=path,
-                    status_code=failure.status_code,
-                ) from cause
-            times = "attempt" if state.attempts == 1 else "attempts"
-            connect = isinstance(cause, httpx.ConnectError)
-            hint = f"; {self._base_url_hint} and the network" if connect else ""
-            raise ServiceError(
-                f"{what} failed: {failure.reason} after {state.attempts} {times}{hint}",
-                endpoint=path,
-                status_code=failure.status_code,
-            ) from cause
-
-    async def _attempt(
-        self,
-        path: str,
-        params: Params | None,
-        envelope: str,
-        shape: Shape | None,
-        what: str,
-        state: _RequestState,
-    ) -> Any:
-        """One attempt: send (again after each 429) until a response that is not 429."""
-        state.attempts += 1
+        # The one retry loop: a failure worth another attempt backs off and tries again
+        # until its budget is spent; a 429 pauses every request of the client and resends,
+        # without using up an attempt, but bounded on its own.
+        attempts = rate_limit_waits = 0
         while True:
             try:
-                response = await self._send(path, params, kind=envelope)
-            except httpx.TransportError as exc:
-                reason = describe_transport_error(exc)
-                if isinstance(exc, httpx.ConnectError):
-                    reason += f" to {self._shown_url}"
-                overloaded = isinstance(exc, httpx.ReadTimeout)
-                raise _Transient(
-                    reason,
-                    None,
-                    overloaded=overloaded,
-                    unreachable=isinstance(exc, httpx.ConnectError) and not self._answered,
-                ) from exc
-            except httpx.DecodingError as exc:  # e.g. a truncated gzip body
-                raise _Transient("the service sent a body that cannot be decoded", None) from exc
-            self._answered = True
-            status = response.status_code
-            outcome = classify_status(status)
-            if outcome is Outcome.OK:
-                if self.stats.first_server_date is None:
-                    self.stats.first_server_date = _http_date(response.headers.get("Date", ""))
-                try:
-                    return unwrap_envelope(response.content, envelope, shape)
-                except GarbageBody as exc:
-                    raise _Transient(f"the service {exc}", status) from None
-            if outcome is Outcome.RETRY:
-                raise _Transient(f"HTTP {status}", status, overloaded=status == 524)
-            if outcome is Outcome.REFUSED:
-                raise refusal_error(
-                    status,
-                    what,
-                    path,
-                    base_url=self._shown_url,
-                    token_hint=self._token_hint,
-                    base_url_hint=self._base_url_hint,
+                return await self._attempt(path, params, envelope, shape, what)
+            except _RateLimitedOnce as limited:
+                rate_limit_waits += 1
+                self._pause_for(limited, rate_limit_waits, what, path)
+            except _Transient as failure:
+                attempts += 1
+                if overload_fails_fast and failure.overloaded:
+                    raise _Overloaded(
+                        f"{what} failed: {failure.reason}",
+                        endpoint=path,
+                        status_code=failure.status_code,
+                    ) from failure.__cause__
+                allowed = attempts_allowed(
+                    failure.status_code, self.options, salvageable=salvageable
                 )
-            # 429: does not use up an attempt, but is bounded on its own.
-            state.rate_limit_waits += 1
-            if state.rate_limit_waits > self.options.max_rate_limit_waits:
-                waits = self.options.max_rate_limit_waits
-                raise RateLimited(
-                    f"{what} failed: still rate-limited (429) after {waits} waits",
-                    endpoint=path,
-                    status_code=429,
-                )
-            pause = rate_limit_pause(
-                response.headers.get("Retry-After"),
-                response.headers.get("Date"),
-                wall_now=self._wall_clock(),
-                waits_so_far=state.rate_limit_waits - 1,
-                options=self.options,
-                jitter=self._random(),
+                if failure.unreachable:
+                    allowed = min(allowed, self.options.max_attempts_unreachable)
+                if attempts >= allowed:
+                    raise self._given_up(failure, attempts, what, path) from failure.__cause__
+                delay = backoff_delay(attempts - 1, self.options, self.clock.random())
+                self.stats.retries += 1
+                log.info("%s: %s (attempt %d); retrying in %.2f s", what, failure, attempts, delay)
+                await self.clock.sleep(delay)
+
+    def _given_up(self, failure: _Transient, attempts: int, what: str, path: str) -> ServiceError:
+        times = "attempt" if attempts == 1 else "attempts"
+        connect = isinstance(failure.__cause__, httpx.ConnectError)
+        hint = f"; {self._base_url_hint} and the network" if connect else ""
+        return ServiceError(
+            f"{what} failed: {failure.reason} after {attempts} {times}{hint}",
+            endpoint=path,
+            status_code=failure.status_code,
+        )
+
+    def _pause_for(self, limited: _RateLimitedOnce, waits: int, what: str, path: str) -> None:
+        """Pause every request of this client after the ``waits``-th 429 of one request."""
+        if waits > self.options.max_rate_limit_waits:
+            raise RateLimited(
+                f"{what} failed: still rate-limited (429) after "
+                f"{self.options.max_rate_limit_waits} waits",
+                endpoint=path,
+                status_code=429,
             )
-            self.stats.rate_limit_waits += 1
-            self._paused_until = max(self._paused_until, self._clock() + pause)
-            log.info("%s: rate-limited (429); pausing all requests for %.1f s", what, pause)
+        pause = rate_limit_pause(
+            limited.retry_after,
+            limited.date,
+            wall_now=self.clock.wall(),
+            waits_so_far=waits - 1,
+            options=self.options,
+            jitter=self.clock.random(),
+        )
+        self.stats.rate_limit_waits += 1
+        self._paused_until = max(self._paused_until, self.clock.monotonic() + pause)
+        log.info("%s: rate-limited (429); pausing all requests for %.1f s", what, pause)
+
+    async def _attempt(
+        self, path: str, params: Params | None, envelope: str, shape: Shape | None, what: str
+    ) -> Any:
+        """Send once: the payload, or ``_Transient`` (worth another attempt),
+        ``_RateLimitedOnce`` (a 429), or the toolkit's error for a refusal."""
+        try:
+            response = await self._send(path, params, kind=envelope)
+        except httpx.TransportError as exc:
+            reason = describe_transport_error(exc)
+            if isinstance(exc, httpx.ConnectError):
+                reason += f" to {self._shown_url}"
+            overloaded = isinstance(exc, httpx.ReadTimeout)
+            raise _Transient(
+                reason,
+                None,
+                overloaded=overloaded,
+                unreachable=isinstance(exc, httpx.ConnectError) and not self._answered,
+            ) from exc
+        except httpx.DecodingError as exc:  # e.g. a truncated gzip body
+            raise _Transient("the service sent a body that cannot be decoded", None) from exc
+        self._answered = True
+        status = response.status_code
+        outcome = classify_status(status)
+        if outcome is Outcome.OK:
+            if self.stats.first_server_date is None:
+                self.stats.first_server_date = _http_date(response.headers.get("Date", ""))
+            try:
+                return unwrap_envelope(response.content, envelope, shape)
+            except GarbageBody as exc:
+                raise _Transient(f"the service {exc}", status) from None
+        if outcome is Outcome.RETRY:
+            raise _Transient(f"HTTP {status}", status, overloaded=status == 524)
+        if outcome is Outcome.REFUSED:
+            raise refusal_error(
+                status,
+                what,
+                path,
+                base_url=self._shown_url,
+                token_hint=self._token_hint,
+                base_url_hint=self._base_url_hint,
+            )
+        raise _RateLimitedOnce(response)
 
     async def _send(self, path: str, params: Params | None, *, kind: str) -> httpx.Response:
         """Send one GET once the rate-limit pause is over, holding a concurrency slot."""
@@ -880,7 +895,7 @@ class TestIOClient:
             async with self._slots.slot(0 if kind == "exploratory_tests" else 1):
                 # A 429 may have arrived while we queued for the slot: wait again, without
                 # holding the slot, rather than send a request that would be refused.
-                if self._clock() < self._paused_until:
+                if self.clock.monotonic() < self._paused_until:
                     continue
                 self._in_flight += 1
                 self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
@@ -895,23 +910,5 @@ class TestIOClient:
 
     async def _wait_out_pause(self) -> None:
         # A loop, because another 429 may push the pause further while we sleep.
-        while (remaining := self._paused_until - self._clock()) > 0:
-            await self._sleep(remaining)
-
-    def _backoff(self, retry_state: RetryCallState) -> float:
-        return backoff_delay(retry_state.attempt_number - 1, self.options, self._random())
-
-    async def _backoff_sleep(self, seconds: float) -> None:
-        await self._sleep(seconds)
-
-    def _before_retry(self, what: str, retry_state: RetryCallState) -> None:
-        self.stats.retries += 1
-        failure = retry_state.outcome.exception() if retry_state.outcome else None
-        delay = retry_state.next_action.sleep if retry_state.next_action else 0.0
-        log.info(
-            "%s: %s (attempt %d); retrying in %.2f s",
-            what,
-            failure,
-            retry_state.attempt_number,
-            delay,
-        )
+        while (remaining := self._paused_until - self.clock.monotonic()) > 0:
+            await self.clock.sleep(remaining)

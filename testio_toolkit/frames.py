@@ -23,20 +23,13 @@ import pandas as pd
 
 from .rows import parse_since
 from .store import Store, translate_error
+from .vocabulary import BugStatus, RunStatus, TestStatus
 
-TEST_STATUSES = (
-    "initialized",
-    "waiting",
-    "running",
-    "locked",
-    "customer_finalized",
-    "archived",
-    "cancelled",
-)
+TEST_STATUSES = tuple(status.value for status in TestStatus)
 TESTING_TYPES = ("coverage", "focused", "rapid", "external")
-BUG_STATUSES = ("accepted", "rejected", "forwarded")
+BUG_STATUSES = tuple(status.value for status in BugStatus)
 SEVERITIES = ("low", "high", "critical", "visual", "content")
-RUN_STATUSES = ("running", "success", "partial", "failed", "cancelled")
+RUN_STATUSES = tuple(status.value for status in RunStatus)
 
 _TIMES = (
     "start_at",

@@ -17,13 +17,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .results import ProgressCallback, ProgressEvent
-
-PHASES = {
-    "products": "products",
-    "tests": "tests read",
-    "bugs": "bug lists",
-    "features": "features",
-}
+from .vocabulary import PHASE_LABELS
 
 
 class ProgressBars:
@@ -45,14 +39,14 @@ class ProgressBars:
     def __call__(self, event: ProgressEvent) -> None:
         if self.forward is not None:
             self.forward(event)
-        if self.disable or event.phase not in PHASES:
+        if self.disable or event.phase not in PHASE_LABELS:
             return
         with self._lock:
             bar = self._bars.get(event.phase)
             if bar is None:
                 bar = tqdm(
                     total=None,
-                    desc=PHASES[event.phase],
+                    desc=PHASE_LABELS[event.phase],
                     unit="",
                     leave=self.leave,
                     dynamic_ncols=True,

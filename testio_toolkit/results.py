@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .vocabulary import RunStatus
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -76,7 +78,7 @@ class ProductReport:
 
     product_id: int
     name: str
-    status: str = "success"
+    status: str = RunStatus.SUCCESS
     tests: Counts = field(default_factory=Counts)
     bugs: Counts = field(default_factory=Counts)
     features: Counts = field(default_factory=Counts)
@@ -133,7 +135,7 @@ class SyncResult:
     @property
     def ok(self) -> bool:
         """True when the run read everything it was asked to."""
-        return self.status == "success"
+        return self.status == RunStatus.SUCCESS
 
     def _total(self, entity: str) -> Counts:
         total = Counts()
@@ -164,7 +166,7 @@ class SyncResult:
     @property
     def failed_products(self) -> list[ProductReport]:
         """Products that failed, with their ``error``."""
-        return [report for report in self.products if report.status == "failed"]
+        return [report for report in self.products if report.status == RunStatus.FAILED]
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat dict per product (see ``ProductReport.row``)."""

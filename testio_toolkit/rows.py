@@ -16,16 +16,14 @@ from typing import Any
 import orjson
 
 from .errors import ConfigError
-
-# Statuses after which a test cannot change any more; anything else (including values we do
-# not know yet) is re-read by every incremental sync.
-FINAL_STATUSES = frozenset({"archived", "cancelled"})
+from .vocabulary import FINAL_STATUSES
 
 Obj = dict[str, Any]
 
 
 def is_final(status: str | None) -> bool:
-    """True when a test with this status can no longer change."""
+    """True when a test with this status can no longer change; anything else (including
+    values we do not know yet) is re-read by every incremental sync."""
     return status in FINAL_STATUSES
 
 

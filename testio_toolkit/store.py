@@ -31,10 +31,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 from .errors import SchemaTooNew, StoreCorrupt, StoreError
 from .rows import utc_text
+from .vocabulary import RunStatus
 
 SCHEMA_VERSION = 2
 # Marks a file as ours (PRAGMA application_id), so we never write into someone else's SQLite.
@@ -46,111 +47,110 @@ CHECKPOINT_EVERY_SECONDS = 1.0
 
 log = logging.getLogger(__name__)
 
-_SCHEMA_V1 = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE products (
-    id INTEGER PRIMARY KEY,
-    name TEXT,
-    type TEXT,
-    description TEXT,
-    sectioned INTEGER NOT NULL DEFAULT 0,
-    raw TEXT NOT NULL,
-    synced_at TEXT NOT NULL,
-    deleted_upstream_at TEXT
-);
-CREATE TABLE tests (
-    id INTEGER PRIMARY KEY,
-    product_id INTEGER NOT NULL,
-    title TEXT,
-    status TEXT,
-    testing_type TEXT,
-    start_at TEXT,
-    end_at TEXT,
-    created_at TEXT,
-    raw TEXT NOT NULL,
-    synced_at TEXT NOT NULL,
-    bugs_read_at TEXT,
-    deleted_upstream_at TEXT
-);
-CREATE INDEX tests_by_product ON tests (product_id, end_at);
-CREATE TABLE bugs (
-    id INTEGER PRIMARY KEY,
-    test_id INTEGER NOT NULL,
-    product_id INTEGER NOT NULL,
-    title TEXT,
-    severity TEXT,
-    status TEXT,
-    known INTEGER,
-    auto_accepted INTEGER,
-    created_at TEXT,
-    author TEXT,
-    raw TEXT NOT NULL,
-    synced_at TEXT NOT NULL,
-    deleted_upstream_at TEXT
-);
-CREATE INDEX bugs_by_test ON bugs (test_id);
-CREATE INDEX bugs_by_product ON bugs (product_id);
-CREATE TABLE features (
-    id INTEGER PRIMARY KEY,
-    product_id INTEGER NOT NULL,
-    section_id INTEGER,
-    title TEXT,
-    description TEXT,
-    howtofind TEXT,
-    user_stories TEXT,
-    raw TEXT NOT NULL,
-    synced_at TEXT NOT NULL,
-    deleted_upstream_at TEXT
-);
-CREATE INDEX features_by_product ON features (product_id);
-CREATE TABLE sync_runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    mode TEXT NOT NULL,
-    status TEXT NOT NULL,
-    started_at TEXT NOT NULL,
-    ended_at TEXT,
-    product_filter TEXT,
-    since TEXT,
-    requests INTEGER,
-    counts TEXT,
-    error TEXT
-);
-CREATE TABLE product_state (
-    product_id INTEGER PRIMARY KEY,
-    backfill_complete INTEGER NOT NULL DEFAULT 0,
-    last_complete_read_at TEXT
-);
-CREATE TABLE unreadable (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    product_id INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    position INTEGER,
-    record_id INTEGER,
-    prev_id INTEGER,
-    next_id INTEGER,
-    error TEXT,
-    first_seen_at TEXT NOT NULL,
-    last_tried_at TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 1,
-    resolved_at TEXT
-);
-CREATE INDEX unreadable_open ON unreadable (product_id, resolved_at);
-"""
+# Each version is a list of statements, run one by one inside the migration's transaction
+# (``executescript`` would commit first, and splitting SQL text on ";" breaks on a literal).
+_SCHEMA_V1 = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
+    """CREATE TABLE products (
+        id INTEGER PRIMARY KEY,
+        name TEXT,
+        type TEXT,
+        description TEXT,
+        sectioned INTEGER NOT NULL DEFAULT 0,
+        raw TEXT NOT NULL,
+        synced_at TEXT NOT NULL,
+        deleted_upstream_at TEXT
+    )""",
+    """CREATE TABLE tests (
+        id INTEGER PRIMARY KEY,
+        product_id INTEGER NOT NULL,
+        title TEXT,
+        status TEXT,
+        testing_type TEXT,
+        start_at TEXT,
+        end_at TEXT,
+        created_at TEXT,
+        raw TEXT NOT NULL,
+        synced_at TEXT NOT NULL,
+        bugs_read_at TEXT,
+        deleted_upstream_at TEXT
+    )""",
+    "CREATE INDEX tests_by_product ON tests (product_id, end_at)",
+    """CREATE TABLE bugs (
+        id INTEGER PRIMARY KEY,
+        test_id INTEGER NOT NULL,
+        product_id INTEGER NOT NULL,
+        title TEXT,
+        severity TEXT,
+        status TEXT,
+        known INTEGER,
+        auto_accepted INTEGER,
+        created_at TEXT,
+        author TEXT,
+        raw TEXT NOT NULL,
+        synced_at TEXT NOT NULL,
+        deleted_upstream_at TEXT
+    )""",
+    "CREATE INDEX bugs_by_test ON bugs (test_id)",
+    "CREATE INDEX bugs_by_product ON bugs (product_id)",
+    """CREATE TABLE features (
+        id INTEGER PRIMARY KEY,
+        product_id INTEGER NOT NULL,
+        section_id INTEGER,
+        title TEXT,
+        description TEXT,
+        howtofind TEXT,
+        user_stories TEXT,
+        raw TEXT NOT NULL,
+        synced_at TEXT NOT NULL,
+        deleted_upstream_at TEXT
+    )""",
+    "CREATE INDEX features_by_product ON features (product_id)",
+    """CREATE TABLE sync_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        mode TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        product_filter TEXT,
+        since TEXT,
+        requests INTEGER,
+        counts TEXT,
+        error TEXT
+    )""",
+    """CREATE TABLE product_state (
+        product_id INTEGER PRIMARY KEY,
+        backfill_complete INTEGER NOT NULL DEFAULT 0,
+        last_complete_read_at TEXT
+    )""",
+    """CREATE TABLE unreadable (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        product_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        position INTEGER,
+        record_id INTEGER,
+        prev_id INTEGER,
+        next_id INTEGER,
+        error TEXT,
+        first_seen_at TEXT NOT NULL,
+        last_tried_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 1,
+        resolved_at TEXT
+    )""",
+    "CREATE INDEX unreadable_open ON unreadable (product_id, resolved_at)",
+)
 
 # v2: where an incremental sync may stop reading a product's list (see sync.py).
-_SCHEMA_V2 = """
-ALTER TABLE product_state ADD COLUMN watermark TEXT;
-"""
+_SCHEMA_V2 = ("ALTER TABLE product_state ADD COLUMN watermark TEXT",)
 
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 
 def _migrate(conn: sqlite3.Connection, version: int) -> None:
     """Bring a schema at ``version`` (0: empty) to SCHEMA_VERSION, step by step."""
     for step in range(version + 1, SCHEMA_VERSION + 1):
-        for statement in MIGRATIONS[step].split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        for statement in MIGRATIONS[step]:
+            conn.execute(statement)
 
 
 # The columns each mirror table gets from the service, in write order (id first).
@@ -334,18 +334,133 @@ def check_writable(path: Path) -> None:
         )
 
 
+# How SQLite says what went wrong: its primary result code (the low byte of an extended one).
+_DAMAGED = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+_CANNOT_WRITE = {
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_CANTOPEN,
+}
+_LOCKED = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+
+def _primary_code(exc: BaseException) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "database or disk is full" (SQLITE_FULL)."""
+    return isinstance(exc, sqlite3.Error) and _primary_code(exc) == sqlite3.SQLITE_FULL
+
+
 def translate_error(exc: sqlite3.Error, path: Path) -> StoreError:
-    """Turn a sqlite3 error into one of ours, naming the file."""
+    """Turn a sqlite3 error into one of ours, naming the file, by SQLite's result code
+    (``sqlite_errorcode``), not by its message text."""
+    code = _primary_code(exc)
     text = str(exc)
-    if isinstance(exc, sqlite3.DatabaseError) and (
-        "malformed" in text or "not a database" in text or "corrupt" in text
-    ):
+    if code in _DAMAGED:
         return StoreCorrupt(f"{path} is damaged ({text}); it was left untouched", path=str(path))
-    if any(cause in text for cause in ("disk is full", "disk I/O", "readonly", "unable to open")):
+    if code in _CANNOT_WRITE:
         return StoreError(f"cannot write {path}: {text}", path=str(path))
-    if "locked" in text:
+    if code in _LOCKED:
         return StoreError(f"{path} is locked by another program ({text})", path=str(path))
     return StoreError(f"database error in {path}: {text}", path=str(path))
+
+
+@contextmanager
+def _closed_on_failure(conn: sqlite3.Connection, path: Path) -> Iterator[None]:
+    """Close ``conn`` if opening a store on it fails; a sqlite3 error names the file."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        conn.close()
+        raise translate_error(exc, path) from None
+    except BaseException:
+        conn.close()
+        raise
+
+
+# -- whole files: the copies that nukes, backups and restores make ------------------------
+
+
+def connect_file(path: Path) -> sqlite3.Connection:
+    """A plain connection to a database file, for copying it whole."""
+    return sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+
+
+def copy_pages(source: sqlite3.Connection, target: sqlite3.Connection) -> None:
+    """Copy every page of ``source`` into ``target`` (SQLite's backup API).
+
+    One step for all pages: one write transaction on the target, committed when whole.
+    """
+    source.backup(target)
+
+
+def copy_to_standalone(source: Path, target: Path, *, forget_run: int | None = None) -> None:
+    """Copy the database ``source`` into a new file ``target`` that needs no WAL.
+
+    ``forget_run``: the id of a run row left out of the copy (with the id sequence put back),
+    so the copy is the mirror as it was before that run.
+    """
+    src = connect_file(source)
+    try:
+        dst = connect_file(target)
+        try:
+            copy_pages(src, dst)
+            dst.execute("PRAGMA journal_mode = DELETE")  # a backup is one file
+            if forget_run is not None:
+                dst.execute("BEGIN")
+                dst.execute("DELETE FROM sync_runs WHERE id = ?", (forget_run,))
+                dst.execute(
+                    "UPDATE sqlite_sequence SET seq = "
+                    "(SELECT coalesce(max(id), 0) FROM sync_runs) WHERE name = 'sync_runs'"
+                )
+                dst.execute("COMMIT")
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
+def copy_into_live(source: Path, path: Path) -> None:
+    """Replace the content of the live database ``path`` with ``source``'s, in one write
+    transaction through SQLite's own locking, whoever has ``path`` open."""
+    src = connect_file(source)
+    try:
+        dst = connect_file(path)
+        try:
+            src_page = src.execute("PRAGMA page_size").fetchone()[0]
+            dst_page = dst.execute("PRAGMA page_size").fetchone()[0]
+            if src_page != dst_page and dst.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                raise StoreError(
+                    f"cannot copy into {path}: its page size ({dst_page}) differs from "
+                    f"{source.name}'s ({src_page}); nothing was changed",
+                    path=str(path),
+                )
+            copy_pages(src, dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
+def fold_wal(path: Path) -> None:
+    """Move everything in the WAL into the main file and leave no WAL behind.
+
+    Needs exclusive access: only for files nobody else has open (a finished rebuild).
+    """
+    if not path.exists():
+        return
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA journal_mode = DELETE")
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot prepare {path} for the swap: {exc}", path=str(path)) from None
+    finally:
+        conn.close()
 
 
 class _Checkpointer:
@@ -385,71 +500,44 @@ class _Checkpointer:
         self._thread.join()
 
 
-class Store:
-    """One open connection to a mirror database, and every write the sync makes to it."""
+class Reader:
+    """One read-only connection to a mirror, and every question the toolkit asks of it.
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, *, read_only: bool = False) -> None:
+    It has no write methods: ``Store`` (a ``Reader`` that writes) has them.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
         self.path = path
-        self.read_only = read_only
-        self._checkpointer: _Checkpointer | None = None
 
-    # -- opening -----------------------------------------------------------------------
+    @staticmethod
+    def open_read_only(path: Path) -> Reader:
+        """Open for reading only (``Store.open_read_only(path)``, a ``Reader``); a missing
+        file opens as an empty in-memory mirror.
 
-    @classmethod
-    def open(cls, path: Path, *, create: bool = True) -> Store:
-        """Open (and create or migrate) the database at ``path`` for writing."""
-        check_database_file(path)
-        if not path.exists() and not create:
-            raise StoreError(f"no database at {path}; run a sync first", path=str(path))
-        return cls._connect(path, str(path), read_only=False)
-
-    @classmethod
-    def open_read_only(cls, path: Path) -> Store:
-        """Open for reading only; a missing file opens as an empty in-memory mirror.
-
-        Used by dry runs and readers: it can never change the file. On storage that cannot
-        be written (a read-only folder or mount), SQLite could not make the ``-shm`` file a
-        WAL database needs to be read, so the file is opened ``immutable`` instead: nobody
-        can be writing to it there.
+        It can never change the file: the connection is read-only and the object has no
+        write methods. On storage that cannot be written (a read-only folder or mount),
+        SQLite could not make the ``-shm`` file a WAL database needs to be read, so the file
+        is opened ``immutable`` instead: nobody can be writing to it there.
         """
         check_database_file(path)
         if not path.exists():
             conn = sqlite3.connect(":memory:", isolation_level=None)
             _migrate(conn, 0)
-            return cls(conn, path, read_only=True)
+            return Reader(conn, path)
         uri = path.resolve().as_uri()
-        if storage_problem(path) is not None:
-            return cls._connect(path, f"{uri}?immutable=1", read_only=True)
-        return cls._connect(path, f"{uri}?mode=ro", read_only=True)
-
-    @classmethod
-    def _connect(cls, path: Path, target: str, *, read_only: bool) -> Store:
-        """Connect, then migrate (writers) or only check (readers) the file.
-
-        Any failure closes the connection and names the file.
-        """
+        target = f"{uri}?immutable=1" if storage_problem(path) is not None else f"{uri}?mode=ro"
         try:
             conn = sqlite3.connect(
-                target, uri=read_only, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+                target, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
             )
         except sqlite3.Error as exc:
             raise translate_error(exc, path) from None
-        store = cls(conn, path, read_only=read_only)
-        try:
-            if read_only:
-                store._check_version(store._user_version())
-                store._check_application()
-            else:
-                store._prepare()
-                store._checkpointer = _Checkpointer(path)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise translate_error(exc, path) from None
-        except BaseException:
-            conn.close()
-            raise
-        return store
+        reader = Reader(conn, path)
+        with _closed_on_failure(conn, path):
+            reader._check_version(reader._user_version())
+            reader._check_application()
+        return reader
 
     def _user_version(self) -> int:
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
@@ -464,75 +552,20 @@ class Store:
         if has_tables and app_id != APPLICATION_ID:
             raise _another_program(self.path)
 
-    def _prepare(self) -> None:
-        conn = self.conn
-        version = self._user_version()
-        self._check_version(version)
-        self._check_application()
-        conn.execute("PRAGMA journal_mode = WAL")
-        # NORMAL is durable across application crashes in WAL mode; only power loss can
-        # lose the last transactions, never corrupt the file.
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA wal_autocheckpoint = 0")  # the _Checkpointer's job
-        if version < SCHEMA_VERSION:
-            with self.transaction():
-                _migrate(conn, version)
-                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
     def close(self) -> None:
-        """Close the connection (idempotent). The last one to close folds the WAL in."""
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
-            self._checkpointer = None
+        """Close the connection (idempotent)."""
         self.conn.close()
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        mode = "read-only" if self.read_only else "read-write"
-        return f"<Store {self.path} ({mode})>"
+        return f"<Store {self.path} ({self._mode})>"
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One atomic unit: everything inside commits together or not at all."""
-        if self.read_only:
-            yield
-            return
-        if self.conn.in_transaction:
-            yield
-            return
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-            yield
-            self.conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise translate_error(exc, self.path) from None
-        except BaseException:
-            self._rollback()
-            raise
-
-    def _rollback(self) -> None:
-        if self.conn.in_transaction:
-            self.conn.execute("ROLLBACK")
-
-    def _write(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        try:
-            return self.conn.execute(sql, params)
-        except sqlite3.Error as exc:
-            raise translate_error(exc, self.path) from None
-
-    def _write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        try:
-            self.conn.executemany(sql, rows)
-        except sqlite3.Error as exc:
-            raise translate_error(exc, self.path) from None
+    _mode = "read-only"
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Run a read query and return plain dicts."""
@@ -543,90 +576,9 @@ class Store:
         names = [d[0] for d in cursor.description or ()]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-    # -- meta ---------------------------------------------------------------------------
-
     def get_meta(self, key: str) -> str | None:
         rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0]["value"] if rows else None
-
-    def set_meta(self, key: str, value: str) -> None:
-        if self.read_only:
-            return
-        self._write(
-            "INSERT INTO meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value "
-            "WHERE meta.value IS NOT excluded.value",
-            (key, value),
-        )
-
-    # -- mirror rows --------------------------------------------------------------------
-
-    def upsert(self, table: str, rows: Sequence[Row]) -> UpsertCounts:
-        """Add new rows, update changed ones, leave identical ones alone; count each kind.
-
-        ``rows`` are dicts with the keys of ``COLUMNS[table]``. In a read-only store nothing
-        is written, but the counts are what a real write would have done.
-        """
-        counts = UpsertCounts()
-        if not rows:
-            return counts
-        columns = COLUMNS[table]
-        existing: dict[int, tuple[str, str | None]] = {}
-        ids = [row["id"] for row in rows]
-        for chunk in _chunks(ids):
-            marks = ",".join("?" * len(chunk))
-            cursor = self.conn.execute(
-                f"SELECT id, raw, deleted_upstream_at FROM {table} WHERE id IN ({marks})",
-                tuple(chunk),
-            )
-            for row_id, raw, deleted in cursor:
-                existing[row_id] = (raw, deleted)
-        to_write: list[tuple[Any, ...]] = []
-        for row in rows:
-            before = existing.get(row["id"])
-            if before is None:
-                counts.added += 1
-                counts.changed_ids.append(row["id"])
-            else:
-                changed = before[0] != row["raw"]
-                was_marked = before[1] is not None
-                counts.updated += changed
-                counts.unchanged += not changed
-                counts.unmarked += was_marked
-                if changed:
-                    counts.changed_ids.append(row["id"])
-                if not (changed or was_marked):
-                    continue
-            to_write.append(tuple(row[c] for c in columns))
-        if to_write and not self.read_only:
-            marks = ",".join("?" * len(columns))
-            updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
-            self._write_many(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
-                f"ON CONFLICT(id) DO UPDATE SET {updates}, deleted_upstream_at = NULL",
-                to_write,
-            )
-        return counts
-
-    def mark_gone(self, table: str, ids: Iterable[int], when: str) -> int:
-        """Mark rows as deleted upstream (never delete them); returns how many were marked."""
-        todo = sorted(set(ids))
-        if not todo:
-            return 0
-        marked = 0
-        for chunk in _chunks(todo):
-            marks = ",".join("?" * len(chunk))
-            where = f"id IN ({marks}) AND deleted_upstream_at IS NULL"
-            if self.read_only:
-                marked += self.conn.execute(
-                    f"SELECT count(*) FROM {table} WHERE {where}", tuple(chunk)
-                ).fetchone()[0]
-            else:
-                marked += self._write(
-                    f"UPDATE {table} SET deleted_upstream_at = ? WHERE {where}",
-                    (when, *chunk),
-                ).rowcount
-        return marked
 
     def test_states(self, product_id: int) -> dict[int, TestState]:
         """What the store knows of one product's tests, by id."""
@@ -644,18 +596,6 @@ class Store:
             "GROUP BY product_id"
         )
         return dict(cursor.fetchall())
-
-    def mark_bugs_read(self, test_ids: Sequence[int], when: str) -> None:
-        """Note that these tests' bugs were read completely (only the first time, so a
-        refresh that finds nothing new writes nothing)."""
-        if self.read_only:
-            return
-        for chunk in _chunks(list(test_ids)):
-            marks = ",".join("?" * len(chunk))
-            self._write(
-                f"UPDATE tests SET bugs_read_at = ? WHERE id IN ({marks}) AND bugs_read_at IS NULL",
-                (when, *chunk),
-            )
 
     def live_ids(self, table: str, where: str, params: Sequence[Any]) -> set[int]:
         """Ids of rows not marked gone that match ``where``."""
@@ -683,8 +623,6 @@ class Store:
             found.update(cursor.fetchall())
         return found
 
-    # -- products leaving and coming back -------------------------------------------------
-
     def marked_gone_at(self, table: str, ids: Iterable[int]) -> dict[int, str]:
         """When each of these rows was marked gone upstream (rows not marked are left out)."""
         found: dict[int, str] = {}
@@ -697,51 +635,6 @@ class Store:
             )
             found.update(cursor.fetchall())
         return found
-
-    def mark_products_gone(self, product_ids: Iterable[int], when: str) -> dict[str, int]:
-        """Mark products gone upstream together with their tests, bugs and features.
-
-        Their backfill is reset, so a product that comes back is read in full. Returns the
-        rows marked per table.
-        """
-        todo = sorted(set(product_ids))
-        marked = {"products": self.mark_gone("products", todo, when)}
-        for table in ("tests", "bugs", "features"):
-            marked[table] = 0
-            for chunk in _chunks(todo):
-                marks = ",".join("?" * len(chunk))
-                where = f"product_id IN ({marks}) AND deleted_upstream_at IS NULL"
-                if self.read_only:
-                    marked[table] += self.conn.execute(
-                        f"SELECT count(*) FROM {table} WHERE {where}", tuple(chunk)
-                    ).fetchone()[0]
-                else:
-                    marked[table] += self._write(
-                        f"UPDATE {table} SET deleted_upstream_at = ? WHERE {where}",
-                        (when, *chunk),
-                    ).rowcount
-        for product_id in todo:
-            self.set_backfill_incomplete(product_id)
-        return marked
-
-    def unmark_product_rows(self, product_id: int, marked_at: str) -> dict[str, int]:
-        """A product came back: unmark the tests, bugs and features that were marked with it
-        (at ``marked_at``); rows gone on their own before stay marked. Returns the counts."""
-        unmarked: dict[str, int] = {}
-        for table in ("tests", "bugs", "features"):
-            where = "product_id = ? AND deleted_upstream_at = ?"
-            if self.read_only:
-                unmarked[table] = self.conn.execute(
-                    f"SELECT count(*) FROM {table} WHERE {where}", (product_id, marked_at)
-                ).fetchone()[0]
-            else:
-                unmarked[table] = self._write(
-                    f"UPDATE {table} SET deleted_upstream_at = NULL WHERE {where}",
-                    (product_id, marked_at),
-                ).rowcount
-        return unmarked
-
-    # -- per-product bookkeeping ----------------------------------------------------------
 
     def product_state(self, product_id: int) -> ProductState:
         """What the store knows about how far a product's list was read."""
@@ -760,42 +653,6 @@ class Store:
     def backfill_complete(self, product_id: int) -> bool:
         return self.product_state(product_id).backfill_complete
 
-    def set_backfill_complete(
-        self, product_id: int, when: str, watermark: str | None = None
-    ) -> None:
-        """The product's whole list was read and proven complete at ``when``."""
-        if self.read_only:
-            return
-        self._write(
-            "INSERT INTO product_state "
-            "(product_id, backfill_complete, last_complete_read_at, watermark) "
-            "VALUES (?, 1, ?, ?) ON CONFLICT(product_id) DO UPDATE SET backfill_complete = 1, "
-            "last_complete_read_at = excluded.last_complete_read_at, "
-            "watermark = excluded.watermark",
-            (product_id, when, watermark),
-        )
-
-    def set_watermark(self, product_id: int, watermark: str | None) -> None:
-        """Where the next incremental sync of a (backfilled) product may stop reading."""
-        if self.read_only:
-            return
-        self._write(
-            "UPDATE product_state SET watermark = ? WHERE product_id = ? AND watermark IS NOT ?",
-            (watermark, product_id, watermark),
-        )
-
-    def set_backfill_incomplete(self, product_id: int) -> None:
-        """The next run must read the product's whole list again."""
-        if self.read_only:
-            return
-        self._write(
-            "UPDATE product_state SET backfill_complete = 0, watermark = NULL "
-            "WHERE product_id = ? AND backfill_complete = 1",
-            (product_id,),
-        )
-
-    # -- unreadable records ---------------------------------------------------------------
-
     def open_unreadable(self, product_id: int | None = None) -> list[Row]:
         """Entries not resolved yet, oldest first (optionally of one product)."""
         where = "resolved_at IS NULL"
@@ -804,100 +661,6 @@ class Store:
             where += " AND product_id = ?"
             params = (product_id,)
         return self.query(f"SELECT * FROM unreadable WHERE {where} ORDER BY id", params)
-
-    def log_unreadable(
-        self,
-        product_id: int,
-        kind: str,
-        *,
-        position: int | None = None,
-        record_id: int | None = None,
-        prev_id: int | None = None,
-        next_id: int | None = None,
-        error: str,
-        when: str,
-    ) -> None:
-        """Record a record the service could not serve, once: a repeat bumps ``attempts``."""
-        if self.read_only:
-            return
-        if record_id is not None:
-            match = self.query(
-                "SELECT id FROM unreadable WHERE resolved_at IS NULL AND product_id = ? "
-                "AND kind = ? AND record_id = ?",
-                (product_id, kind, record_id),
-            )
-        else:
-            # A list position has no id of its own: it is known by its neighbours.
-            match = self.query(
-                "SELECT id FROM unreadable WHERE resolved_at IS NULL AND product_id = ? "
-                "AND kind = ? AND prev_id IS ? AND next_id IS ?",
-                (product_id, kind, prev_id, next_id),
-            )
-        if match:
-            self._write(
-                "UPDATE unreadable SET attempts = attempts + 1, last_tried_at = ?, error = ?, "
-                "position = coalesce(?, position) WHERE id = ?",
-                (when, error, position, match[0]["id"]),
-            )
-            return
-        self._write(
-            "INSERT INTO unreadable (product_id, kind, position, record_id, prev_id, next_id, "
-            "error, first_seen_at, last_tried_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (product_id, kind, position, record_id, prev_id, next_id, error, when, when),
-        )
-
-    def resolve_unreadable(self, entry_ids: Iterable[int], when: str) -> int:
-        """Mark entries resolved (the record was finally read); returns how many."""
-        todo = list(entry_ids)
-        if not todo or self.read_only:
-            return 0
-        marks = ",".join("?" * len(todo))
-        return self._write(
-            f"UPDATE unreadable SET resolved_at = ? WHERE resolved_at IS NULL AND id IN ({marks})",
-            (when, *todo),
-        ).rowcount
-
-    def clear_unreadable(self, product_id: int | None = None) -> int:
-        """Delete the log entries (all, or one product's); returns how many."""
-        if product_id is None:
-            return self._write("DELETE FROM unreadable").rowcount
-        return self._write("DELETE FROM unreadable WHERE product_id = ?", (product_id,)).rowcount
-
-    # -- run history ----------------------------------------------------------------------
-
-    def start_run(self, mode: str, product_filter: Sequence[int], since: str | None) -> int:
-        if self.read_only:
-            return 0
-        # Runs start only under the writer lock, so a run still marked running is one whose
-        # process died (kill -9, a crash) before it could record how it ended.
-        self._write(
-            "UPDATE sync_runs SET status = 'failed', error = coalesce(error, ?) "
-            "WHERE status = 'running'",
-            ("the process ended before the run finished (killed or crashed)",),
-        )
-        cursor = self._write(
-            "INSERT INTO sync_runs (mode, status, started_at, product_filter, since) "
-            "VALUES (?, 'running', ?, ?, ?)",
-            (mode, utc_now(), json.dumps(list(product_filter)) if product_filter else None, since),
-        )
-        return int(cursor.lastrowid or 0)
-
-    def finish_run(
-        self,
-        run_id: int,
-        *,
-        status: str,
-        requests: int,
-        counts: dict[str, Any],
-        error: str | None,
-    ) -> None:
-        if self.read_only or not run_id:
-            return
-        self._write(
-            "UPDATE sync_runs SET status = ?, ended_at = ?, requests = ?, counts = ?, error = ? "
-            "WHERE id = ?",
-            (status, utc_now(), requests, json.dumps(counts), error, run_id),
-        )
 
     def last_runs(self) -> dict[str, Row]:
         """The most recent run of each mode: ``{'sync': {...}, 'refresh': {...}}``."""
@@ -932,7 +695,358 @@ class Store:
             "FROM products p WHERE p.deleted_upstream_at IS NULL ORDER BY p.id"
         )
 
-    # -- whole-mirror operations (nuke) ---------------------------------------------------
+
+class Store(Reader):
+    """One open connection to a mirror database, and every write the sync makes to it."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        super().__init__(conn, path)
+        self._checkpointer: _Checkpointer | None = None
+        self._savepoints = 0  # names nested transactions apart
+
+    _mode = "read-write"
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = True) -> Store:
+        """Open (and create or migrate) the database at ``path`` for writing.
+
+        Any failure closes the connection and names the file.
+        """
+        check_database_file(path)
+        if not path.exists() and not create:
+            raise StoreError(f"no database at {path}; run a sync first", path=str(path))
+        try:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise translate_error(exc, path) from None
+        store = cls(conn, path)
+        with _closed_on_failure(conn, path):
+            store._prepare()
+            store._checkpointer = _Checkpointer(path)
+        return store
+
+    @staticmethod
+    def open_dry_run(path: Path) -> DryRunStore:
+        """A store for a dry run: a private scratch copy of the mirror at ``path``.
+
+        Every write goes to the copy (SQLite's temporary database: deleted when closed), so a
+        dry run counts exactly what a real run would write, through the same code, and the
+        file itself is only read: no lock, no ``-wal``, nothing changed.
+        """
+        scratch = sqlite3.connect("", isolation_level=None)  # "": a private temporary database
+        with _closed_on_failure(scratch, path):
+            if path.exists():
+                with Store.open_read_only(path) as source:
+                    copy_pages(source.conn, scratch)
+            else:
+                check_database_file(path)
+            store = DryRunStore(scratch, path)
+            store._migrate()
+        return store
+
+    def _prepare(self) -> None:
+        conn = self.conn
+        conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL is durable across application crashes in WAL mode; only power loss can
+        # lose the last transactions, never corrupt the file.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # the _Checkpointer's job
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Check the file is ours and not newer, then bring its schema up to date."""
+        version = self._user_version()
+        self._check_version(version)
+        self._check_application()
+        if version < SCHEMA_VERSION:
+            with self.transaction():
+                _migrate(self.conn, version)
+                self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        """Close the connection (idempotent). The last one to close folds the WAL in."""
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit: everything inside commits together or not at all.
+
+        Nested inside another, it is a SAVEPOINT (as sqlite-utils' ``atomic()``): a failure
+        inside undoes only its own writes, and the outer transaction decides on the rest.
+        """
+        if self.conn.in_transaction:
+            self._savepoints += 1
+            name = f"store_{self._savepoints}"
+            begin, commit, undo = f"SAVEPOINT {name}", f"RELEASE {name}", f"ROLLBACK TO {name}"
+        else:
+            begin, commit, undo = "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"
+        try:
+            self.conn.execute(begin)
+            yield
+            self.conn.execute(commit)
+        except BaseException as exc:
+            if self.conn.in_transaction:
+                self.conn.execute(undo)
+                if undo.startswith("ROLLBACK TO"):
+                    self.conn.execute(commit)  # a savepoint rolled back is still open
+            if isinstance(exc, sqlite3.Error):
+                raise translate_error(exc, self.path) from None
+            raise
+
+    def _write(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.path) from None
+
+    def _write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            self.conn.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.path) from None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._write(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value "
+            "WHERE meta.value IS NOT excluded.value",
+            (key, value),
+        )
+
+    def upsert(self, table: str, rows: Sequence[Row]) -> UpsertCounts:
+        """Add new rows, update changed ones, leave identical ones alone; count each kind.
+
+        ``rows`` are dicts with the keys of ``COLUMNS[table]``.
+        """
+        counts = UpsertCounts()
+        if not rows:
+            return counts
+        columns = COLUMNS[table]
+        existing: dict[int, tuple[str, str | None]] = {}
+        ids = [row["id"] for row in rows]
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            cursor = self.conn.execute(
+                f"SELECT id, raw, deleted_upstream_at FROM {table} WHERE id IN ({marks})",
+                tuple(chunk),
+            )
+            for row_id, raw, deleted in cursor:
+                existing[row_id] = (raw, deleted)
+        to_write: list[tuple[Any, ...]] = []
+        for row in rows:
+            before = existing.get(row["id"])
+            if before is None:
+                counts.added += 1
+                counts.changed_ids.append(row["id"])
+            else:
+                changed = before[0] != row["raw"]
+                was_marked = before[1] is not None
+                counts.updated += changed
+                counts.unchanged += not changed
+                counts.unmarked += was_marked
+                if changed:
+                    counts.changed_ids.append(row["id"])
+                if not (changed or was_marked):
+                    continue
+            to_write.append(tuple(row[c] for c in columns))
+        if to_write:
+            marks = ",".join("?" * len(columns))
+            updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+            self._write_many(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+                f"ON CONFLICT(id) DO UPDATE SET {updates}, deleted_upstream_at = NULL",
+                to_write,
+            )
+        return counts
+
+    def mark_gone(self, table: str, ids: Iterable[int], when: str) -> int:
+        """Mark rows as deleted upstream (never delete them); returns how many were marked."""
+        todo = sorted(set(ids))
+        if not todo:
+            return 0
+        marked = 0
+        for chunk in _chunks(todo):
+            marks = ",".join("?" * len(chunk))
+            marked += self._write(
+                f"UPDATE {table} SET deleted_upstream_at = ? "
+                f"WHERE id IN ({marks}) AND deleted_upstream_at IS NULL",
+                (when, *chunk),
+            ).rowcount
+        return marked
+
+    def mark_bugs_read(self, test_ids: Sequence[int], when: str) -> None:
+        """Note that these tests' bugs were read completely (only the first time, so a
+        refresh that finds nothing new writes nothing)."""
+        for chunk in _chunks(list(test_ids)):
+            marks = ",".join("?" * len(chunk))
+            self._write(
+                f"UPDATE tests SET bugs_read_at = ? WHERE id IN ({marks}) AND bugs_read_at IS NULL",
+                (when, *chunk),
+            )
+
+    def mark_products_gone(self, product_ids: Iterable[int], when: str) -> dict[str, int]:
+        """Mark products gone upstream together with their tests, bugs and features.
+
+        Their backfill is reset, so a product that comes back is read in full. Returns the
+        rows marked per table.
+        """
+        todo = sorted(set(product_ids))
+        marked = {"products": self.mark_gone("products", todo, when)}
+        for table in ("tests", "bugs", "features"):
+            marked[table] = 0
+            for chunk in _chunks(todo):
+                marks = ",".join("?" * len(chunk))
+                marked[table] += self._write(
+                    f"UPDATE {table} SET deleted_upstream_at = ? "
+                    f"WHERE product_id IN ({marks}) AND deleted_upstream_at IS NULL",
+                    (when, *chunk),
+                ).rowcount
+        for product_id in todo:
+            self.set_backfill_incomplete(product_id)
+        return marked
+
+    def unmark_product_rows(self, product_id: int, marked_at: str) -> dict[str, int]:
+        """A product came back: unmark the tests, bugs and features that were marked with it
+        (at ``marked_at``); rows gone on their own before stay marked. Returns the counts."""
+        unmarked: dict[str, int] = {}
+        for table in ("tests", "bugs", "features"):
+            unmarked[table] = self._write(
+                f"UPDATE {table} SET deleted_upstream_at = NULL "
+                "WHERE product_id = ? AND deleted_upstream_at = ?",
+                (product_id, marked_at),
+            ).rowcount
+        return unmarked
+
+    def set_backfill_complete(
+        self, product_id: int, when: str, watermark: str | None = None
+    ) -> None:
+        """The product's whole list was read and proven complete at ``when``."""
+        self._write(
+            "INSERT INTO product_state "
+            "(product_id, backfill_complete, last_complete_read_at, watermark) "
+            "VALUES (?, 1, ?, ?) ON CONFLICT(product_id) DO UPDATE SET backfill_complete = 1, "
+            "last_complete_read_at = excluded.last_complete_read_at, "
+            "watermark = excluded.watermark",
+            (product_id, when, watermark),
+        )
+
+    def set_watermark(self, product_id: int, watermark: str | None) -> None:
+        """Where the next incremental sync of a (backfilled) product may stop reading."""
+        self._write(
+            "UPDATE product_state SET watermark = ? WHERE product_id = ? AND watermark IS NOT ?",
+            (watermark, product_id, watermark),
+        )
+
+    def set_backfill_incomplete(self, product_id: int) -> None:
+        """The next run must read the product's whole list again."""
+        self._write(
+            "UPDATE product_state SET backfill_complete = 0, watermark = NULL "
+            "WHERE product_id = ? AND backfill_complete = 1",
+            (product_id,),
+        )
+
+    def log_unreadable(
+        self,
+        product_id: int,
+        kind: str,
+        *,
+        position: int | None = None,
+        record_id: int | None = None,
+        prev_id: int | None = None,
+        next_id: int | None = None,
+        error: str,
+        when: str,
+    ) -> None:
+        """Record a record the service could not serve, once: a repeat bumps ``attempts``."""
+        if record_id is not None:
+            match = self.query(
+                "SELECT id FROM unreadable WHERE resolved_at IS NULL AND product_id = ? "
+                "AND kind = ? AND record_id = ?",
+                (product_id, kind, record_id),
+            )
+        else:
+            # A list position has no id of its own: it is known by its neighbours.
+            match = self.query(
+                "SELECT id FROM unreadable WHERE resolved_at IS NULL AND product_id = ? "
+                "AND kind = ? AND prev_id IS ? AND next_id IS ?",
+                (product_id, kind, prev_id, next_id),
+            )
+        if match:
+            self._write(
+                "UPDATE unreadable SET attempts = attempts + 1, last_tried_at = ?, error = ?, "
+                "position = coalesce(?, position) WHERE id = ?",
+                (when, error, position, match[0]["id"]),
+            )
+            return
+        self._write(
+            "INSERT INTO unreadable (product_id, kind, position, record_id, prev_id, next_id, "
+            "error, first_seen_at, last_tried_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (product_id, kind, position, record_id, prev_id, next_id, error, when, when),
+        )
+
+    def resolve_unreadable(self, entry_ids: Iterable[int], when: str) -> int:
+        """Mark entries resolved (the record was finally read); returns how many."""
+        todo = list(entry_ids)
+        if not todo:
+            return 0
+        marks = ",".join("?" * len(todo))
+        return self._write(
+            f"UPDATE unreadable SET resolved_at = ? WHERE resolved_at IS NULL AND id IN ({marks})",
+            (when, *todo),
+        ).rowcount
+
+    def clear_unreadable(self, product_id: int | None = None) -> int:
+        """Delete the log entries (all, or one product's); returns how many."""
+        if product_id is None:
+            return self._write("DELETE FROM unreadable").rowcount
+        return self._write("DELETE FROM unreadable WHERE product_id = ?", (product_id,)).rowcount
+
+    def start_run(self, mode: str, product_filter: Sequence[int], since: str | None) -> int:
+        """Record a run as running; its id (0: a run that is not recorded)."""
+        # Runs start only under the writer lock, so a run still marked running is one whose
+        # process died (kill -9, a crash) before it could record how it ended.
+        self._write(
+            "UPDATE sync_runs SET status = ?, error = coalesce(error, ?) WHERE status = ?",
+            (
+                RunStatus.FAILED,
+                "the process ended before the run finished (killed or crashed)",
+                RunStatus.RUNNING,
+            ),
+        )
+        cursor = self._write(
+            "INSERT INTO sync_runs (mode, status, started_at, product_filter, since) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (
+                mode,
+                RunStatus.RUNNING,
+                utc_now(),
+                json.dumps(list(product_filter)) if product_filter else None,
+                since,
+            ),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        requests: int,
+        counts: dict[str, Any],
+        error: str | None,
+    ) -> None:
+        if not run_id:
+            return
+        self._write(
+            "UPDATE sync_runs SET status = ?, ended_at = ?, requests = ?, counts = ?, error = ? "
+            "WHERE id = ?",
+            (status, utc_now(), requests, json.dumps(counts), error, run_id),
+        )
 
     def copy_history_from(self, other: Path, *, before: int | None = None) -> None:
         """Copy another mirror's ``sync_runs`` into this (new, empty) one: the audit trail.
@@ -986,3 +1100,16 @@ class Store:
                     also()
         finally:
             self._write("DETACH DATABASE aside")
+
+
+class DryRunStore(Store):
+    """The dry run's store (``Store.open_dry_run``): every write lands in a scratch copy.
+
+    The one thing it does not do is record a run: what a dry run did is its result, and
+    the mirror's history holds the runs that wrote.
+    """
+
+    _mode = "dry run: a scratch copy"
+
+    def start_run(self, mode: str, product_filter: Sequence[int], since: str | None) -> int:
+        return 0

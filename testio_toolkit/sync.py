@@ -43,7 +43,7 @@ import time
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from .client import TestIOClient
 from .errors import ApiError, AuthenticationError, NotFound, ServiceError, first_error
@@ -59,9 +59,8 @@ from .rows import (
     test_row,
     utc_text,
 )
-from .store import Store, TestState, UpsertCounts, utc_now
-
-Mode = Literal["sync", "refresh", "nuke"]
+from .store import Reader, Store, TestState, UpsertCounts, utc_now
+from .vocabulary import Mode, Phase, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ def count_request(kind: str) -> None:
 class Plan:
     """What to do: the mode, an optional product filter and date limit, dry run or not."""
 
-    mode: Mode = "sync"
+    mode: Mode = Mode.SYNC
     product_ids: tuple[int, ...] = ()
     since: str | None = None
     dry_run: bool = False
@@ -182,7 +181,7 @@ class Engine:
         source: str,
         on_progress: ProgressCallback | None = None,
         run_mode: str | None = None,
-        previous: Store | None = None,
+        previous: Reader | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -191,7 +190,7 @@ class Engine:
         self.source = source
         self.run_mode = run_mode or plan.mode
         self.on_progress = on_progress
-        self.full = plan.mode != "sync"
+        self.full = plan.mode != Mode.SYNC
         self.now = utc_now()
         self.wall_now = datetime.fromisoformat(self.now.replace("Z", "+00:00"))
         # Where the next incremental sync may stop reading a list this run proves complete
@@ -211,7 +210,7 @@ class Engine:
         started = time.monotonic()
         result = SyncResult(
             mode=self.run_mode,
-            status="running",
+            status=RunStatus.RUNNING,
             db_path=str(self.store.path),
             source=self.source,
             dry_run=self.plan.dry_run,
@@ -221,7 +220,7 @@ class Engine:
         # to here (the service's clock: its Date header on the product list).
         began = self.client.stats.first_server_date
         self.watermark = utc_text(began - WATERMARK_MARGIN) if began else None
-        self._emit("products", total=len(selected))
+        self._emit(Phase.PRODUCTS, total=len(selected))
         result.run_id = (
             self.store.start_run(self.run_mode, self.plan.product_ids, self.plan.since) or None
         )
@@ -242,7 +241,7 @@ class Engine:
                     group.create_task(self._guarded_product(product, report))
             result.status = self._overall_status(result.products)
         except BaseException as exc:
-            result.status = "cancelled" if _is_cancel(exc) else "failed"
+            result.status = RunStatus.CANCELLED if _is_cancel(exc) else RunStatus.FAILED
             result.error = _first_message(exc)
             self._finish(result, started)
             raise
@@ -264,11 +263,11 @@ class Engine:
     @staticmethod
     def _overall_status(reports: Sequence[ProductReport]) -> str:
         statuses = {r.status for r in reports}
-        if not reports or statuses == {"success"}:
-            return "success"
-        if statuses == {"failed"}:
-            return "failed"
-        return "partial"
+        if not reports or statuses == {RunStatus.SUCCESS}:
+            return RunStatus.SUCCESS
+        if statuses == {RunStatus.FAILED}:
+            return RunStatus.FAILED
+        return RunStatus.PARTIAL
 
     def _write_products(
         self, products: list[dict[str, Any]], selected: list[dict[str, Any]]
@@ -302,13 +301,13 @@ class Engine:
             except AuthenticationError:
                 raise  # the token is bad for everything: stop the whole run
             except ApiError as exc:
-                report.status = "failed"
+                report.status = RunStatus.FAILED
                 report.error = str(exc)
             finally:
                 report.seconds = time.monotonic() - started
-                self._emit("products", advance=1)
-            if report.status == "success" and report.unreadable:
-                report.status = "partial"
+                self._emit(Phase.PRODUCTS, advance=1)
+            if report.status == RunStatus.SUCCESS and report.unreadable:
+                report.status = RunStatus.PARTIAL
 
     async def _product(self, product: dict[str, Any], report: ProductReport) -> None:
         pid = int(product["id"])
@@ -410,7 +409,7 @@ class Engine:
         for row in rows:
             if self.full or row["id"] in changed or not is_final(row["status"]):
                 run.need_bugs.add(row["id"])
-        self._emit("tests", advance=len(rows))
+        self._emit(Phase.TESTS, advance=len(rows))
 
     async def _confirm_missing(self, run: _ProductRun) -> list[str]:
         """Tests that should be in the list but this pass did not show (held ones in the
@@ -446,8 +445,8 @@ class Engine:
                 self.store.set_backfill_complete(run.id, self.now, self.watermark)
             elif not run.full_read and since_covered:
                 self.store.set_watermark(run.id, self.watermark)
-        if not run.listing_complete and run.report.status == "success":
-            run.report.status = "partial"
+        if not run.listing_complete and run.report.status == RunStatus.SUCCESS:
+            run.report.status = RunStatus.PARTIAL
             evidence = "; ".join(run.moved[:3])
             run.report.error = f"{MOVED} ({evidence}); the next run reads it in full"
 
@@ -521,7 +520,7 @@ class Engine:
             due = due[: len(due) - len(due) % size]
         run.need_bugs.difference_update(due)
         if due:
-            self._emit("bugs", total=len(due))
+            self._emit(Phase.BUGS, total=len(due))
         for start in range(0, len(due), size):
             batch = due[start : start + size]
             run.bug_tasks.append(run.spawn(self._read_bug_batch(run, batch)))
@@ -554,7 +553,7 @@ class Engine:
             run.report.bugs.marked_gone += self.store.mark_gone("bugs", gone, self.now)
             self.store.mark_bugs_read(test_ids, self.now)
             self._resolve(run, "bugs", test_ids)
-        self._emit("bugs", advance=len(test_ids))
+        self._emit(Phase.BUGS, advance=len(test_ids))
 
     # -- features -------------------------------------------------------------------------
 
@@ -576,7 +575,7 @@ class Engine:
             add_upsert(run.report.features, self.store.upsert("features", list(rows.values())))
             gone = self.store.live_ids("features", "product_id = ?", (run.id,)) - set(rows)
             run.report.features.marked_gone += self.store.mark_gone("features", gone, self.now)
-        self._emit("features", advance=len(rows))
+        self._emit(Phase.FEATURES, advance=len(rows))
 
     # -- unreadable records ---------------------------------------------------------------
 
@@ -690,7 +689,7 @@ async def run_plan(
     source: str,
     on_progress: ProgressCallback | None = None,
     run_mode: str | None = None,
-    previous: Store | None = None,
+    previous: Reader | None = None,
 ) -> SyncResult:
     """Run one plan; re-raises the first error of a task group as itself.
 

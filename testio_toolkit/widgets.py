@@ -39,31 +39,32 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from .backups import CONFIRM_WORD, NukePlan
+from .backups import NukePlan
 from .errors import RebuildFailed
-from .progress import PHASES
 from .results import ProgressEvent, SyncResult
 from .runner import Job
+from .vocabulary import CONFIRM_WORD, Mode
+from .vocabulary import PHASE_LABELS as PHASES
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
     from .api import Mirror, Products, Since
 
-Mode = Literal["sync", "refresh", "nuke"]
 Outcome = SyncResult | NukePlan
 # ipywidgets ships no type information: its objects are Any to mypy.
 Widget = Any
 
-LABELS: dict[Mode, str] = {"sync": "Sync", "refresh": "Refresh", "nuke": "Nuke..."}
+LABELS: dict[Mode, str] = {Mode.SYNC: "Sync", Mode.REFRESH: "Refresh", Mode.NUKE: "Nuke..."}
 TOOLTIPS: dict[Mode, str] = {
-    "sync": "Incremental: new tests, tests that can still change, and their bugs",
-    "refresh": "Re-read everything and upsert it; keeps local columns, notes and history",
-    "nuke": "Throw the mirror away and rebuild it (shows the plan and asks first; keeps a backup)",
+    Mode.SYNC: "Incremental: new tests, tests that can still change, and their bugs",
+    Mode.REFRESH: "Re-read everything and upsert it; keeps local columns, notes and history",
+    Mode.NUKE: "Throw the mirror away and rebuild it "
+    "(shows the plan and asks first; keeps a backup)",
 }
-ICONS: dict[Mode, str] = {"sync": "refresh", "refresh": "repeat", "nuke": "trash"}
+ICONS: dict[Mode, str] = {Mode.SYNC: "refresh", Mode.REFRESH: "repeat", Mode.NUKE: "trash"}
 # Progress events can come by the hundred per second; the widgets need a few a second.
 REDRAW_SECONDS = 0.1
 HIDDEN, SHOWN = "none", "flex"
@@ -261,7 +262,7 @@ class _Controls:
 
     def _handler(self, mode: Mode) -> Callable[[Widget], None]:
         def clicked(_button: Widget = None) -> None:
-            if mode == "nuke":
+            if mode == Mode.NUKE:
                 self._show_nuke_plan()
             else:
                 self._start(mode, self._options())
@@ -270,8 +271,8 @@ class _Controls:
 
     def _coroutine(self, mode: Mode, options: JobOptions) -> Coroutine[Any, Any, Outcome]:
         mirror, emit = self.mirror, self._on_progress
-        if mode in ("sync", "refresh"):
-            run = mirror.async_ if mode == "sync" else mirror.arefresh
+        if mode in (Mode.SYNC, Mode.REFRESH):
+            run = mirror.async_ if mode == Mode.SYNC else mirror.arefresh
             return run(
                 options.products,
                 options.since,
@@ -364,7 +365,7 @@ class _Controls:
         self.progress.bar_style = "warning"
         if self._dry_run:
             kept = "a dry run, it wrote nothing"
-        elif self._running == "nuke":
+        elif self._running == Mode.NUKE:
             kept = "the database is as it was, and the half-built mirror was removed"
         else:
             kept = (
@@ -446,7 +447,7 @@ class _Controls:
         # Checked here too: a click on a disabled button still reaches handlers from code.
         if self.busy or products is None or self.confirm_text.value != CONFIRM_WORD:
             return
-        self._start("nuke", JobOptions(products=products))
+        self._start(Mode.NUKE, JobOptions(products=products))
 
     def _on_cancel(self, _button: Widget = None) -> None:
         self._close_confirmation()
@@ -482,11 +483,11 @@ class Panel(_Controls):
     """
 
     def __init__(self, mirror: Mirror) -> None:
-        super().__init__(mirror, ("sync", "refresh", "nuke"))
+        super().__init__(mirror, (Mode.SYNC, Mode.REFRESH, Mode.NUKE))
         w = _ipywidgets()
-        self.sync_button: Widget = self.buttons["sync"]
-        self.refresh_button: Widget = self.buttons["refresh"]
-        self.nuke_button: Widget = self.buttons["nuke"]
+        self.sync_button: Widget = self.buttons[Mode.SYNC]
+        self.refresh_button: Widget = self.buttons[Mode.REFRESH]
+        self.nuke_button: Widget = self.buttons[Mode.NUKE]
         self.nuke_button.button_style = "warning"
         self.status_html: Widget = w.HTML()
         self.products_picker: Widget = w.SelectMultiple(
@@ -585,11 +586,11 @@ class ActionButton(_Controls):
         w = _ipywidgets()
         self.mode = mode
         self.button: Widget = self.buttons[mode]
-        if mode == "nuke":
+        if mode == Mode.NUKE:
             self.button.button_style = "warning"
         self._fixed = JobOptions(products=products, since=since, dry_run=dry_run)
         parts = [w.HBox([self.button, self.stop_button])]
-        if mode == "nuke":
+        if mode == Mode.NUKE:
             parts.append(self.confirmation)
         parts += [w.HBox([self.progress, self.progress_text]), self.summary, self.error]
         if mirror.sandbox:
@@ -622,7 +623,7 @@ def sync_button(
     Pressing it runs ``mirror.sync(...)`` in the background with a progress bar, then shows
     the SyncResult's summary (or the error).
     """
-    return ActionButton(_mirror(mirror), "sync", products=products, since=since, dry_run=dry_run)
+    return ActionButton(_mirror(mirror), Mode.SYNC, products=products, since=since, dry_run=dry_run)
 
 
 def refresh_button(
@@ -636,7 +637,9 @@ def refresh_button(
 
     >>> tt.refresh_button(dry_run=True)     # read and count, write nothing
     """
-    return ActionButton(_mirror(mirror), "refresh", products=products, since=since, dry_run=dry_run)
+    return ActionButton(
+        _mirror(mirror), Mode.REFRESH, products=products, since=since, dry_run=dry_run
+    )
 
 
 def nuke_button(mirror: Mirror | None = None, *, products: Products = None) -> ActionButton:
@@ -646,7 +649,7 @@ def nuke_button(mirror: Mirror | None = None, *, products: Products = None) -> A
     >>> b.button.click()                                   # the plan; nothing changes
     >>> b.confirm_text.value = "nuke"; b.confirm_button.click(); b.wait()   # -> SyncResult
     """
-    return ActionButton(_mirror(mirror), "nuke", products=products)
+    return ActionButton(_mirror(mirror), Mode.NUKE, products=products)
 
 
 def _outcome_html(outcome: Outcome) -> str:

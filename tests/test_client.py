@@ -1,6 +1,6 @@
 """Tests for testio_toolkit.client: pure decisions first, then the client over MockTransport.
 
-Pauses are measured with a fake clock and sleep installed on the client, so no test waits
+Pauses are measured with a fake clock and sleep given to the client (``Clock``), so no test waits
 for a real Retry-After; backoff is made tiny through ClientOptions.
 """
 
@@ -18,6 +18,7 @@ import pytest
 from testio_toolkit.client import (
     BugBatchSizer,
     ClientOptions,
+    Clock,
     GarbageBody,
     Outcome,
     TestIOClient,
@@ -59,11 +60,11 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def make_client(handler: Handler, **options: Any) -> TestIOClient:
+def make_client(handler: Handler, clock: Clock | None = None, **options: Any) -> TestIOClient:
     settings: dict[str, Any] = {"backoff_base": 0.001, "backoff_max": 0.002}
     settings.update(options)
     return TestIOClient(
-        BASE, TOKEN, ClientOptions(**settings), transport=httpx.MockTransport(handler)
+        BASE, TOKEN, ClientOptions(**settings), transport=httpx.MockTransport(handler), clock=clock
     )
 
 
@@ -84,11 +85,12 @@ class FakeTime:
     that ignores a pause would be sent "now"), then moves the clock to its wake-up time.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, wall: datetime | None = None) -> None:
         self.now = 1000.0
         self.sleeps: list[float] = []
+        self.wall = wall or datetime.now(UTC)
 
-    def clock(self) -> float:
+    def monotonic(self) -> float:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
@@ -98,11 +100,11 @@ class FakeTime:
             await asyncio.sleep(0)
         self.now = max(self.now, wake)
 
-    def install(self, client: TestIOClient) -> FakeTime:
-        client._clock = self.clock
-        client._sleep = self.sleep
-        client._random = lambda: 0.0
-        return self
+    def clock(self) -> Clock:
+        """The client's clock: this one's time, its sleep, no jitter."""
+        return Clock(
+            monotonic=self.monotonic, sleep=self.sleep, wall=lambda: self.wall, random=lambda: 0.0
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -496,10 +498,10 @@ async def test_a_503_that_clears_returns_the_data() -> None:
 
 @pytest.mark.anyio
 async def test_backoff_sleeps_grow_between_attempts() -> None:
+    fake = FakeTime()
     async with make_client(
-        lambda request: httpx.Response(503), backoff_base=1.0, backoff_max=100.0
+        lambda request: httpx.Response(503), fake.clock(), backoff_base=1.0, backoff_max=100.0
     ) as client:
-        fake = FakeTime().install(client)
         with pytest.raises(ServiceError):
             await client.products()
     # jitter 0 picks half of base * 2**n
@@ -601,8 +603,7 @@ async def test_429_with_retry_after_seconds_pauses_that_long() -> None:
         sent_at.append(fake.now)
         return answers.pop(0)
 
-    async with make_client(handler) as client:
-        fake.install(client)
+    async with make_client(handler, fake.clock()) as client:
         assert await client.products() == []
     assert fake.sleeps == [7.0]
     assert sent_at == [1000.0, 1007.0]
@@ -623,10 +624,9 @@ async def test_429_with_an_http_date_pauses_until_that_date() -> None:
         ok("products", []),
     ]
 
-    async with make_client(lambda request: answers.pop(0)) as client:
-        fake = FakeTime().install(client)
-        # The second 429 has no Date header: the local wall clock is used instead.
-        client._wall_clock = lambda: datetime(2015, 10, 21, 7, 28, 15, tzinfo=UTC)
+    # The second 429 has no Date header: the local wall clock is used instead.
+    fake = FakeTime(wall=datetime(2015, 10, 21, 7, 28, 15, tzinfo=UTC))
+    async with make_client(lambda request: answers.pop(0), fake.clock()) as client:
         assert await client.products() == []
     assert fake.sleeps == pytest.approx([12.0, 25.0])
 
@@ -635,10 +635,10 @@ async def test_429_with_an_http_date_pauses_until_that_date() -> None:
 async def test_429_without_retry_after_backs_off() -> None:
     answers = [httpx.Response(429), ok("products", [])]
 
+    fake = FakeTime()
     async with make_client(
-        lambda request: answers.pop(0), backoff_base=2.0, backoff_max=100.0
+        lambda request: answers.pop(0), fake.clock(), backoff_base=2.0, backoff_max=100.0
     ) as client:
-        fake = FakeTime().install(client)
         await client.products()
     assert fake.sleeps == [1.0]  # half of base * 2**0 at jitter 0
 
@@ -647,8 +647,10 @@ async def test_429_without_retry_after_backs_off() -> None:
 async def test_429_pause_is_capped_at_max_retry_after() -> None:
     answers = [httpx.Response(429, headers={"Retry-After": "86400"}), ok("products", [])]
 
-    async with make_client(lambda request: answers.pop(0), max_retry_after=60.0) as client:
-        fake = FakeTime().install(client)
+    fake = FakeTime()
+    async with make_client(
+        lambda request: answers.pop(0), fake.clock(), max_retry_after=60.0
+    ) as client:
         await client.products()
     assert fake.sleeps == [60.0]
 
@@ -659,8 +661,8 @@ async def test_429s_do_not_use_up_the_5xx_attempt_budget() -> None:
     answers = [httpx.Response(s, headers={"Retry-After": "1"}) for s in statuses]
     answers.append(ok("products", [{"id": 1}]))
 
-    async with make_client(lambda request: answers.pop(0), max_attempts=5) as client:
-        FakeTime().install(client)
+    clock = FakeTime().clock()
+    async with make_client(lambda request: answers.pop(0), clock, max_attempts=5) as client:
         assert await client.products() == [{"id": 1}]
     assert client.stats.rate_limit_waits == 3
     assert client.stats.retries == 4
@@ -675,8 +677,8 @@ async def test_429s_beyond_max_rate_limit_waits_raise_rate_limited() -> None:
         calls += 1
         return httpx.Response(429, headers={"Retry-After": "2"})
 
-    async with make_client(handler, max_rate_limit_waits=3) as client:
-        fake = FakeTime().install(client)
+    fake = FakeTime()
+    async with make_client(handler, fake.clock(), max_rate_limit_waits=3) as client:
         with pytest.raises(RateLimited) as caught:
             await client.product(5)
     assert calls == 4
@@ -701,8 +703,7 @@ async def test_a_429_pauses_every_request_of_the_client() -> None:
         sent_at.setdefault(path, fake.now)
         return ok("product", {"id": int(path.split("/")[1])})
 
-    async with make_client(handler, concurrency=4) as client:
-        fake.install(client)
+    async with make_client(handler, fake.clock(), concurrency=4) as client:
 
         async def after_the_429(product_id: int) -> dict[str, Any]:
             await limited.wait()
@@ -735,8 +736,7 @@ async def test_a_request_queued_for_a_slot_during_a_429_still_waits_out_the_paus
             return httpx.Response(429, headers={"Retry-After": "9"})
         return ok("product", {})
 
-    async with make_client(handler, concurrency=1) as client:
-        fake.install(client)
+    async with make_client(handler, fake.clock(), concurrency=1) as client:
         await asyncio.gather(client.product(1), client.product(2))
     assert sent_at[0] == ("products/1", 1000.0)
     assert all(at >= 1009.0 for _, at in sent_at[1:])

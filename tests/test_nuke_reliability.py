@@ -151,9 +151,9 @@ def test_a_nuke_succeeds_beside_idle_connections_and_a_read_transaction_of_anoth
 KILLED_SWAP = """
     import os, signal, sys
     import testio_toolkit as tt
-    from testio_toolkit import backups
+    from testio_toolkit import store
     db, url, token, phase = sys.argv[1:5]
-    real_copy, copies = backups._copy, []
+    real_copy, copies = store.copy_pages, []
 
     def copy(src, dst):
         copies.append(1)
@@ -169,7 +169,7 @@ KILLED_SWAP = """
         if phase == "after" and into_live:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    backups._copy = copy
+    store.copy_pages = copy
     tt.Mirror(db, token=token, base_url=url, progress=False).nuke(confirm=True)
     print("not killed")
 """
@@ -454,7 +454,7 @@ def test_a_disk_that_fills_up_during_the_restore_is_reported_and_leaves_nothing(
 KILLED_RESTORE = """
     import sys, time
     import testio_toolkit as tt
-    from testio_toolkit import backups
+    from testio_toolkit import store
 
     def slow_copy(src, dst):
         def progress(status, remaining, total):
@@ -462,7 +462,7 @@ KILLED_RESTORE = """
             time.sleep(0.05)
         src.backup(dst, pages=1, progress=progress)
 
-    backups._copy = slow_copy
+    store.copy_pages = slow_copy
     tt.Mirror(sys.argv[1], token=sys.argv[3], base_url=sys.argv[2], progress=False).restore()
 """
 

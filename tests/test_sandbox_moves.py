@@ -15,8 +15,9 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from testio_toolkit.cli import cli, fault_switches
+from testio_toolkit.cli import cli
 from testio_toolkit.sandbox import Sandbox
+from testio_toolkit.sandbox.command import fault_switches
 from testio_toolkit.sandbox.faults import MOVE_KINDS, Movement
 
 HOUR = 3600
