@@ -211,11 +211,16 @@ class Segment:
         """Why this segment does not prove that nothing was skipped (empty: it does)."""
         found: list[str] = [self.unfinished] if self.unfinished else []
         # Empty windows only say where the list ended when they were read: nothing to join.
-        ordered = sorted(
-            (s for s in self.snapshots if s.items), key=lambda s: (s.start, -s.window.size)
-        )
-        for before, after in itertools.pairwise(ordered):
-            found.extend(self._join(before, after))
+        ordered = sorted((s for s in self.snapshots if s.items), key=lambda s: (s.start, -s.stop))
+        # Each window joins the one that reaches furthest among those that start before it
+        # (windows inside another, as salvage pieces or a larger window at the same start
+        # can be, must agree with it too).
+        reach: Snapshot | None = None
+        for snapshot in ordered:
+            if reach is not None:
+                found.extend(self._join(reach, snapshot))
+            if reach is None or snapshot.stop > reach.stop:
+                reach = snapshot
         if self.stopped_early:
             for snapshot in ordered:
                 keys = [k for k in map(sort_key, snapshot.items) if k is not None]

@@ -220,3 +220,26 @@ def test_the_tail_read_finds_the_end_and_every_unscheduled_test() -> None:
         assert listing.evidence() == []
         assert {t for t, e in service.tests.items() if e is None} <= listing.seen()
         assert listing.segments[0].reached_end
+
+
+def test_a_window_inside_a_larger_one_joins_the_one_that_reaches_furthest() -> None:
+    # window_after(180, 5) is Window(175, 7): it contains Window(175, 5) read before it.
+    ids = list(range(400, 350, -1))
+    segment = Segment(
+        [
+            Snapshot(Window(175, 5), [{"id": i} for i in ids[0:5]]),
+            Snapshot(Window(175, 7), [{"id": i} for i in ids[0:7]]),
+            Snapshot(Window(181, 1), [{"id": ids[6]}]),
+            Snapshot(Window(180, 5), [{"id": i} for i in ids[5:10]]),
+        ]
+    )
+    assert segment.evidence() == []
+    assert window_after(180, 5) == Window(175, 7)
+
+
+@pytest.mark.parametrize("size", range(1, 400, 7))
+def test_a_still_list_of_any_length_proves_itself_with_small_pages(size: int) -> None:
+    service = MovingList(size=size, unscheduled=2)
+    listing = asyncio.run(read_all(service, max_size=5))
+    assert listing.evidence() == []
+    assert listing.seen() == set(service.tests)
