@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Hypothesis profiles (tests/test_model.py). "default" bounds the model test to about a minute
 # and is derandomized, so CI sees the same examples every time; "long" explores:
-#   uv run pytest tests/test_model.py --hypothesis-profile=long --timeout=0
+#   uv run pytest tests/test_model.py --hypothesis-profile=long --timeout=0   (~8 min)
 # HYPOTHESIS_PROFILE=long does the same; --hypothesis-profile wins over both.
 settings.register_profile(
     "default",
@@ -37,7 +37,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "long",
-    max_examples=200,
+    max_examples=100,
     stateful_step_count=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -420,6 +420,7 @@ class MirrorMachine(RuleBasedStateMachine):
             assert not quiet or known, f"{label} raised {type(error).__name__}: {error}"
             if mode == "nuke":
                 assert after.tables == before.tables, f"{label} failed but changed the mirror"
+            self.check_filter(before, after, products, label)
             return
 
         if dry_run:
