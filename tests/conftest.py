@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import testio_toolkit as tt
 from testio_toolkit import api
@@ -20,6 +21,28 @@ from testio_toolkit.sandbox import Sandbox
 # Retries stay real but quick, so fault tests finish in seconds.
 FAST = ClientOptions(backoff_base=0.001, backoff_max=0.01, timeout=2.0)
 REPO = Path(__file__).resolve().parent.parent
+
+# Hypothesis profiles (tests/test_model.py). "default" bounds the model test to about a minute
+# and is derandomized, so CI sees the same examples every time; "long" explores:
+#   uv run pytest tests/test_model.py --hypothesis-profile=long --timeout=0   (~8 min)
+# HYPOTHESIS_PROFILE=long does the same; --hypothesis-profile wins over both.
+settings.register_profile(
+    "default",
+    max_examples=8,
+    stateful_step_count=8,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "long",
+    max_examples=100,
+    stateful_step_count=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(autouse=True)
