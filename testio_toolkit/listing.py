@@ -284,8 +284,9 @@ class Listing:
 
 # -- reading ------------------------------------------------------------------------------
 
-# Windows a tail read may take to find the end of a list that keeps moving.
-MAX_TAIL_WINDOWS = 40
+# Times a tail read may turn round (forward while windows are full, back while they are
+# empty) before it reports that the end of the list keeps moving.
+MAX_TAIL_TURNS = 4
 
 
 @dataclass(frozen=True)
@@ -339,18 +340,23 @@ class ListingReader:
         the end until a window begins with a scheduled test.
         """
         window = window_before(max(expected, 0), self.max_size)
-        for _ in range(MAX_TAIL_WINDOWS):
+        # Forward while full, back while empty: each way ends on a list that holds still.
+        # Turning round again and again means the end keeps moving.
+        direction, turns = 0, 0
+        while True:
             read = await self._read(segment, window)
             if not read.ended:  # longer than expected: on towards the end
-                window = window_after(window.end, self.max_size)
+                step, window = 1, window_after(window.end, self.max_size)
             elif read.last is None and window.start > 0:  # shorter: step back
-                window = window_before(window.start - 1, self.max_size)
+                step, window = -1, window_before(window.start - 1, self.max_size)
             else:
                 segment.reached_end = True
                 break
-        else:
-            segment.unfinished = "the end of the list kept moving"
-            return
+            turns += direction not in (0, step)
+            direction = step
+            if turns > MAX_TAIL_TURNS:
+                segment.unfinished = "the end of the list kept moving"
+                return
         while True:
             first = min((s for s in segment.snapshots if s.items), key=lambda s: s.start)
             if first.start == 0 or sort_key(first.items[0]) is not None:

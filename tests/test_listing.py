@@ -243,3 +243,22 @@ def test_a_still_list_of_any_length_proves_itself_with_small_pages(size: int) ->
     listing = asyncio.run(read_all(service, max_size=5))
     assert listing.evidence() == []
     assert listing.seen() == set(service.tests)
+
+
+def test_the_tail_read_of_a_list_much_longer_than_expected_reaches_its_end() -> None:
+    # Hundreds of new unscheduled tests since the mirror last read the list (found by the
+    # model test): the end lies far past where the mirror expects it.
+    service = MovingList(size=80, unscheduled=300)
+
+    async def read() -> Listing:
+        listing = Listing()
+
+        async def fetch(page: int, per_page: int) -> list[dict[str, Any]]:
+            return await service.fetch(page, per_page, random.Random(0))
+
+        await ListingReader(fetch, 5, lambda s: None).read_tail(listing.segment(), 82)
+        return listing
+
+    listing = asyncio.run(read())
+    assert listing.evidence() == []
+    assert {t for t, e in service.tests.items() if e is None} <= listing.seen()

@@ -759,3 +759,47 @@ def test_regression_shrunk_a_dry_run_while_the_list_moves_then_a_sync() -> None:
             },
         ),
     )
+
+
+def test_regression_shrunk_many_new_unscheduled_tests_then_a_quiet_sync() -> None:
+    # Hypothesis' shrunk example (long profile): every list request of the first sync added
+    # an unscheduled test, and so did dry runs after it; the tail of product 18640 grew far
+    # past what the mirror expected, and the quiet sync's tail read gave up after 40 windows.
+    replay(
+        (
+            "sync",
+            {
+                "dry_run": False,
+                "faults": Faulty(every=1, moves="insert_unscheduled", error_rate=0.0, seed=0),
+                "product": None,
+                "since": 50464,
+            },
+        ),
+        (
+            "sync",
+            {
+                "dry_run": True,
+                "faults": Faulty(every=4, moves="insert", error_rate=0.03, seed=3),
+                "product": None,
+                "since": None,
+            },
+        ),
+        (
+            "sync",
+            {
+                "dry_run": True,
+                "faults": Faulty(every=1, moves="move_down", error_rate=0.03, seed=37),
+                "product": 45,
+                "since": 943,
+            },
+        ),
+        (
+            "sync",
+            {
+                "dry_run": True,
+                "faults": Faulty(every=4, moves="insert_unscheduled", error_rate=0.0, seed=34),
+                "product": 3906,
+                "since": 721949,
+            },
+        ),
+    )
