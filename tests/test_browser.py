@@ -281,6 +281,7 @@ def click_the_panel(page: Any, lab: dict[str, Any]) -> None:
     summary = panel.locator(".testio-summary")
     progress = panel.locator(".widget-hprogress")
     confirmation = panel.locator(".testio-confirmation")
+
     def button(label: str) -> Any:
         # By its text (icons add CSS glyphs to a button's accessible name).
         exact = re.compile(rf"^\s*{re.escape(label)}\s*$")
