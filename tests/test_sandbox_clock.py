@@ -53,7 +53,7 @@ def test_the_readme_notebook_lines_return_data(db_path: Path) -> None:
         tt = make_mirror(sb, db_path)
         assert tt.sync().ok
         assert len(tt.tests(status="running")) > 0
-        assert len(tt.bugs(severity=["high", "critical"], since="30d")) > 0
+        assert len(tt.bugs(product="Flourish Pro", severity=["high", "critical"], since="30d")) > 0
         table = (
             tt.bugs(status="accepted", since="30d")
             .groupby(["product", "severity"], observed=True)
