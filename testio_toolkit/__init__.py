@@ -15,7 +15,9 @@ Everything here works on the default mirror (configured from the environment, se
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .api import Mirror, MirrorStatus, bundled_sandbox, configure, default_mirror
 from .backups import NukePlan
@@ -28,7 +30,24 @@ if TYPE_CHECKING:
 
     from .widgets import Panel
 
+F = TypeVar("F", bound=Callable[..., Any])
 
+
+def _like(method: Callable[..., Any]) -> Callable[[F], F]:
+    """Give a one-shot function the parameters of the ``Mirror`` method it calls, so
+    Shift+Tab and ``help()`` show ``tt.bugs(product=None, ..., severity=None, ...)``, not
+    ``(*args, **options)``. The function keeps its own docstring."""
+    parameters = list(inspect.signature(method).parameters.values())[1:]  # without self
+    shown = inspect.signature(method).replace(parameters=parameters)
+
+    def give(func: F) -> F:
+        func.__signature__ = shown  # type: ignore[attr-defined]
+        return func
+
+    return give
+
+
+@_like(Mirror.sync)
 def sync(products: Any = None, since: Any = None, **options: Any) -> SyncResult:
     """Incremental sync of the default mirror; see ``Mirror.sync``.
 
@@ -38,11 +57,13 @@ def sync(products: Any = None, since: Any = None, **options: Any) -> SyncResult:
     return default_mirror().sync(products, since, **options)
 
 
+@_like(Mirror.async_)
 async def async_(products: Any = None, since: Any = None, **options: Any) -> SyncResult:
     """Async twin of ``sync()``: ``await tt.async_()``."""
     return await default_mirror().async_(products, since, **options)
 
 
+@_like(Mirror.refresh)
 def refresh(products: Any = None, since: Any = None, **options: Any) -> SyncResult:
     """Full, non-destructive refresh of the default mirror; see ``Mirror.refresh``.
 
@@ -51,11 +72,13 @@ def refresh(products: Any = None, since: Any = None, **options: Any) -> SyncResu
     return default_mirror().refresh(products, since, **options)
 
 
+@_like(Mirror.arefresh)
 async def arefresh(products: Any = None, since: Any = None, **options: Any) -> SyncResult:
     """Async twin of ``refresh()``: ``await tt.arefresh()``."""
     return await default_mirror().arefresh(products, since, **options)
 
 
+@_like(Mirror.nuke)
 def nuke(products: Any = None, **options: Any) -> NukePlan | SyncResult:
     """Confirmed, reversible rebuild of the default mirror; see ``Mirror.nuke``.
 
@@ -65,6 +88,7 @@ def nuke(products: Any = None, **options: Any) -> NukePlan | SyncResult:
     return default_mirror().nuke(products, **options)
 
 
+@_like(Mirror.anuke)
 async def anuke(products: Any = None, **options: Any) -> NukePlan | SyncResult:
     """Async twin of ``nuke()``: ``await tt.anuke(confirm=True)``."""
     return await default_mirror().anuke(products, **options)
@@ -80,21 +104,25 @@ def status() -> MirrorStatus:
     return default_mirror().status()
 
 
+@_like(Mirror.products)
 def products(**options: Any) -> pd.DataFrame:
     """Products as a DataFrame: ``tt.products()``."""
     return default_mirror().products(**options)
 
 
+@_like(Mirror.tests)
 def tests(*args: Any, **options: Any) -> pd.DataFrame:
     """Tests as a DataFrame: ``tt.tests(product=12, status="running", since="30d")``."""
     return default_mirror().tests(*args, **options)
 
 
+@_like(Mirror.bugs)
 def bugs(*args: Any, **options: Any) -> pd.DataFrame:
     """Bugs with test title and product: ``tt.bugs(severity="critical", since="30d")``."""
     return default_mirror().bugs(*args, **options)
 
 
+@_like(Mirror.features)
 def features(*args: Any, **options: Any) -> pd.DataFrame:
     """Features as a DataFrame: ``tt.features(product=12)``."""
     return default_mirror().features(*args, **options)
@@ -105,11 +133,13 @@ def runs() -> pd.DataFrame:
     return default_mirror().runs()
 
 
+@_like(Mirror.unreadable)
 def unreadable(**options: Any) -> pd.DataFrame:
     """Records the service could not serve, waiting for a retry: ``tt.unreadable()``."""
     return default_mirror().unreadable(**options)
 
 
+@_like(Mirror.retry_unreadable)
 def retry_unreadable(**options: Any) -> SyncResult | None:
     """Read the unreadable records again: ``tt.retry_unreadable()``."""
     return default_mirror().retry_unreadable(**options)

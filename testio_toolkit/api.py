@@ -96,10 +96,14 @@ class MirrorStatus:
     backups: list[str] = field(default_factory=list)
     # Why a sync, refresh or nuke cannot update the mirror where it is (read-only storage).
     cannot_update: str | None = None
+    # A sandbox server reached by URL (`testio-toolkit sandbox`): sample data all the same.
+    sandbox_server: bool = False
 
     def lines(self) -> list[str]:
         """The status as text lines."""
         label = "SANDBOX data (no token configured)" if self.source == "sandbox" else self.source
+        if self.sandbox_server:
+            label = f"SANDBOX data served at {self.source} (the sandbox's own token)"
         out = [f"database: {self.db_path} ({self.size_bytes / 1e6:.1f} MB)", f"source:   {label}"]
         if not self.exists:
             return [*out, "no database yet: run a sync"]
@@ -301,7 +305,7 @@ class Mirror:
                 selected = select_products(accounts, plan.product_ids)
                 with open_store(self.path) as store:
                     self._record_identity(store, self._check_account(store, accounts))
-                    return await run_plan(
+                    result = await run_plan(
                         client,
                         store,
                         plan,
@@ -310,6 +314,10 @@ class Mirror:
                         source=self.source,
                         on_progress=emit,
                     )
+        if self.settings.sandbox_data and not self.sandbox:
+            # A `testio-toolkit sandbox` server, reached by URL: still sample data.
+            result.note = " ".join(filter(None, [result.note, "SANDBOX DATA (server)"]))
+        return result
 
     # -- the three modes ------------------------------------------------------------------
 
@@ -657,6 +665,7 @@ class Mirror:
             size_bytes=self.path.stat().st_size if exists else 0,
             backups=[p.name for p in self.backups()],
             cannot_update=storage_problem(self.path) if self.path.parent.is_dir() else None,
+            sandbox_server=self.settings.sandbox_data and not self.sandbox,
         )
         if exists:
             with Store.open_read_only(self.path) as store:

@@ -40,7 +40,12 @@ def _fail(exc: BaseException, code: int = 1) -> NoReturn:
 
 
 def _mirror(ctx: click.Context) -> api.Mirror:
-    options = ctx.find_root().params
+    # --db, --base-url, --wait and --keep-backups work before the command and after it
+    # (`testio-toolkit --db x.db sync` and `testio-toolkit sync --db x.db`); after wins.
+    options = dict(ctx.find_root().params)
+    for name, value in ctx.params.items():
+        if name in _SHARED and value not in (None, False):
+            options[name] = value
     mirror = api.Mirror(
         options.get("db"),
         base_url=options.get("base_url"),
@@ -56,6 +61,34 @@ def _mirror(ctx: click.Context) -> api.Mirror:
             origins[name] = option
     mirror.settings = mirror.settings.with_(origins=origins)
     return mirror
+
+
+_SHARED = ("db", "base_url", "wait", "keep_backups")
+
+
+def _shared_options(func: F) -> F:
+    """The root's --db, --base-url, --wait and --keep-backups, also on a subcommand."""
+    func = click.option(
+        "--keep-backups",
+        type=click.IntRange(min=1),
+        default=None,
+        help="How many pre-nuke backups to keep beside the database (default 1).",
+    )(func)
+    func = click.option(
+        "--wait", is_flag=True, help="Wait for a running sync instead of failing at once."
+    )(func)
+    func = click.option("--base-url", help="API base URL (default: TESTIO_CUSTOMER_API_BASE_URL).")(
+        func
+    )
+    func = click.option(
+        "--db", help="The mirror database (default: TESTIO_DB_PATH or the per-user folder)."
+    )(func)
+    return func
+
+
+def _progress_shown(no_progress: bool) -> bool:
+    """Progress bars only on a terminal: a log file gets no escape codes."""
+    return not no_progress and sys.stderr.isatty()
 
 
 def _guarded(func: F) -> F:
@@ -137,11 +170,13 @@ def cli(db: str | None, base_url: str | None, wait: bool, keep_backups: int) -> 
 )
 @click.option("--since", help="Only tests that ended on or after: 2025-01-31, 30d, 2w.")
 @click.option("--dry-run", is_flag=True, help="Read everything, write nothing, report.")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--no-progress", is_flag=True, help="No progress bars (none without a terminal).")
+@_shared_options
 @click.pass_context
 @_guarded
 def sync(
     ctx: click.Context,
+    /,
     force: bool,
     nuke: bool,
     yes: bool,
@@ -149,6 +184,7 @@ def sync(
     since: str | None,
     dry_run: bool,
     no_progress: bool,
+    **shared: Any,
 ) -> None:
     """Bring the mirror up to date.
 
@@ -168,7 +204,7 @@ def sync(
     if nuke and since:
         raise click.UsageError("--since does not go with --nuke: a nuke rebuilds everything")
     mirror = _mirror(ctx)
-    progress = not no_progress
+    progress = _progress_shown(no_progress)
     if mirror.sandbox:
         click.echo(
             "No TESTIO_CUSTOMER_API_TOKEN: using the bundled SANDBOX (sample data).", err=True
@@ -210,9 +246,10 @@ def _nuke(
 
 
 @cli.command()
+@_shared_options
 @click.pass_context
 @_guarded
-def status(ctx: click.Context) -> None:
+def status(ctx: click.Context, /, **shared: Any) -> None:
     """Show what the mirror holds and when each mode last ran. Writes nothing.
 
     Example: testio-toolkit status
@@ -221,9 +258,10 @@ def status(ctx: click.Context) -> None:
 
 
 @cli.command()
+@_shared_options
 @click.pass_context
 @_guarded
-def restore(ctx: click.Context) -> None:
+def restore(ctx: click.Context, /, **shared: Any) -> None:
     """Bring back the database a nuke replaced (the newest backup).
 
     Example: testio-toolkit restore
@@ -275,7 +313,7 @@ def problematic_retry(ctx: click.Context, no_progress: bool) -> None:
 
     Example: testio-toolkit problematic retry
     """
-    result = _mirror(ctx).retry_unreadable(progress=not no_progress)
+    result = _mirror(ctx).retry_unreadable(progress=_progress_shown(no_progress))
     if result is None:
         click.echo("No unreadable records to retry.")
         return

@@ -36,6 +36,10 @@ ENV_DB_PATH = "TESTIO_DB_PATH"
 ENV_PRODUCT_IDS = "TESTIO_PRODUCT_IDS"
 
 
+# The token every sandbox accepts (testio_toolkit.sandbox.Sandbox): not a secret.
+SANDBOX_TOKEN = "sandbox-token"
+
+
 class Secret:
     """A string that never shows itself in a repr, str or f-string.
 
@@ -110,6 +114,11 @@ class Settings:
     origins: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
+    def sandbox_data(self) -> bool:
+        """True for the bundled sandbox and for a sandbox server reached by URL (its token)."""
+        return self.token is None or self.token.reveal() == SANDBOX_TOKEN
+
+    @property
     def sandbox(self) -> bool:
         """True when no token is configured: the bundled sandbox serves the data."""
         return self.token is None
@@ -154,7 +163,13 @@ class Settings:
             raise ConfigError("the base URL must start with http:// or https://")
         path_value = pick(db_path, ENV_DB_PATH, "db_path")
         if path_value is None:
-            name = "sandbox.db" if secret is None else "testio.db"
+            # The sandbox's own token (a `testio-toolkit sandbox` server) is sandbox data too.
+            if secret is None:
+                name = "sandbox.db"
+            elif secret.reveal() == SANDBOX_TOKEN:
+                name = "sandbox-server.db"
+            else:
+                name = "testio.db"
             path = default_data_dir() / name
         else:
             path = Path(path_value).expanduser()

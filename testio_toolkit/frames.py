@@ -14,6 +14,7 @@ ids are nullable integers. Rows marked gone upstream are left out unless
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from .errors import ConfigError
 from .rows import parse_since
 from .store import Store, translate_error
 from .vocabulary import BugStatus, RunStatus, TestStatus
@@ -43,6 +45,9 @@ _TIMES = (
     "last_tried_at",
     "resolved_at",
     "test_end_at",
+    "bugs_read_at",
+    "last_complete_read_at",
+    "since",
 )
 _IDS = ("id", "product_id", "test_id", "section_id", "record_id", "prev_id", "next_id")
 _CATEGORIES: dict[str, tuple[str, ...]] = {
@@ -60,6 +65,70 @@ def _values(value: Filter) -> list[Any]:
     if isinstance(value, int | str):
         return [value]
     return list(value)
+
+
+def _known(path: Path, sql: str) -> list[Any]:
+    with Store.open_read_only(path) as store:
+        try:
+            return [row[0] for row in store.conn.execute(sql)]
+        except sqlite3.Error as exc:
+            raise translate_error(exc, path) from None
+
+
+def _products(path: Path, value: Filter) -> list[int]:
+    """Product ids for ``product=``: ids (or their text) and names, case-insensitive.
+
+    An unknown product raises ConfigError naming the products the mirror holds: a filter
+    that matches nothing by mistake must not look like an empty answer.
+    """
+    wanted = _values(value)
+    if not wanted:
+        return []
+    held = {int(pid): str(name) for pid, name in _pairs(path)}
+    by_name = {name.casefold(): pid for pid, name in held.items()}
+    ids, unknown = [], []
+    for item in wanted:
+        text = str(item).strip()
+        if isinstance(item, int) or text.isdigit():
+            pid: int | None = int(text)
+            if pid not in held:
+                pid = None
+        else:
+            pid = by_name.get(text.casefold())
+        if pid is None:
+            unknown.append(item)
+        else:
+            ids.append(pid)
+    if unknown:
+        shown = ", ".join(f"{pid} {name!r}" for pid, name in sorted(held.items())[:20])
+        more = f" and {len(held) - 20} more" if len(held) > 20 else ""
+        valid = f"the mirror holds {shown}{more}" if held else "the mirror holds no products yet"
+        names = ", ".join(repr(u) for u in unknown)
+        raise ConfigError(f"unknown product {names}: {valid} (give an id or a name)")
+    return ids
+
+
+def _pairs(path: Path) -> list[tuple[int, str]]:
+    with Store.open_read_only(path) as store:
+        try:
+            return [
+                (int(r[0]), str(r[1])) for r in store.conn.execute("SELECT id, name FROM products")
+            ]
+        except sqlite3.Error as exc:
+            raise translate_error(exc, path) from None
+
+
+def _choices(path: Path, value: Filter, what: str, known: tuple[str, ...], sql: str) -> Filter:
+    """Check ``status=`` or ``severity=`` values against the known ones (and those held)."""
+    wanted = _values(value)
+    if not wanted:
+        return value
+    valid = [*known, *sorted(v for v in _known(path, sql) if v is not None and v not in known)]
+    unknown = [v for v in wanted if v not in valid]
+    if unknown:
+        names = ", ".join(repr(u) for u in unknown)
+        raise ConfigError(f"unknown {what} {names}; valid values: {', '.join(valid)}")
+    return wanted
 
 
 def _where(clauses: list[str], params: list[Any], column: str, value: Filter) -> None:
@@ -121,7 +190,10 @@ def tests(
 ) -> pd.DataFrame:
     clauses = [_live("t", include_deleted)]
     params: list[Any] = []
-    _where(clauses, params, "t.product_id", product)
+    status = _choices(
+        path, status, "test status", TEST_STATUSES, "SELECT DISTINCT status FROM tests"
+    )
+    _where(clauses, params, "t.product_id", _products(path, product))
     _where(clauses, params, "t.status", status)
     limit = parse_since(since)
     if limit:
@@ -152,7 +224,11 @@ def bugs(
 ) -> pd.DataFrame:
     clauses = [_live("b", include_deleted)]
     params: list[Any] = []
-    _where(clauses, params, "b.product_id", product)
+    status = _choices(path, status, "bug status", BUG_STATUSES, "SELECT DISTINCT status FROM bugs")
+    severity = _choices(
+        path, severity, "severity", SEVERITIES, "SELECT DISTINCT severity FROM bugs"
+    )
+    _where(clauses, params, "b.product_id", _products(path, product))
     _where(clauses, params, "b.test_id", test)
     _where(clauses, params, "b.status", status)
     _where(clauses, params, "b.severity", severity)
@@ -176,7 +252,7 @@ def features(
 ) -> pd.DataFrame:
     clauses = [_live("f", include_deleted)]
     params: list[Any] = []
-    _where(clauses, params, "f.product_id", product)
+    _where(clauses, params, "f.product_id", _products(path, product))
     frame = _read(
         path,
         "SELECT f.*, p.name AS product FROM features f "
@@ -184,12 +260,42 @@ def features(
         f"WHERE {' AND '.join(clauses)} ORDER BY f.product_id, f.id",
         params,
     )
+    if "user_stories" in frame.columns:
+        frame["user_stories"] = [_parsed(v) for v in frame["user_stories"]]
     return _typed(frame if raw else frame.drop(columns=["raw"]))
 
 
+def _parsed(text: Any) -> Any:
+    """A JSON text column's value as Python (lists, dicts); plain text is kept."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+RUN_COUNTS = tuple(
+    f"{entity}_{name}"
+    for entity in ("tests", "bugs", "features")
+    for name in ("added", "updated", "unchanged", "marked_gone", "unmarked")
+)
+
+
 def runs(path: Path) -> pd.DataFrame:
+    """The run history; the stored counts become columns (tests_added, ..., unreadable)."""
     frame = _read(path, "SELECT * FROM sync_runs ORDER BY id")
-    frame = _typed(frame, RUN_STATUSES)
+    counts = [_parsed(v) if v else {} for v in frame["counts"]]
+    for column in RUN_COUNTS:
+        entity, name = column.split("_", 1)
+        values = [c.get(entity, {}).get(name) if isinstance(c, dict) else None for c in counts]
+        frame[column] = pd.array(values, dtype="Int64")
+    frame["unreadable"] = pd.array(
+        [c.get("unreadable") if isinstance(c, dict) else None for c in counts], dtype="Int64"
+    )
+    frame["product_status"] = [c.get("products") if isinstance(c, dict) else None for c in counts]
+    frame["product_filter"] = [_parsed(v) for v in frame["product_filter"]]
+    frame = _typed(frame.drop(columns=["counts"]), RUN_STATUSES)
     if len(frame):
         frame["seconds"] = (frame["ended_at"] - frame["started_at"]).dt.total_seconds()
     else:

@@ -51,7 +51,7 @@ from .vocabulary import PHASE_LABELS as PHASES
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
-    from .api import Mirror, Products, Since
+    from .api import Mirror, MirrorStatus, Products, Since
 
 Outcome = SyncResult | NukePlan
 # ipywidgets ships no type information: its objects are Any to mypy.
@@ -68,6 +68,7 @@ ICONS: dict[Mode, str] = {Mode.SYNC: "refresh", Mode.REFRESH: "repeat", Mode.NUK
 # Progress events can come by the hundred per second; the widgets need a few a second.
 REDRAW_SECONDS = 0.1
 HIDDEN, SHOWN = "none", "flex"
+STEPS = 1000  # the bar's resolution
 
 log = logging.getLogger(__name__)
 
@@ -91,41 +92,65 @@ class JobOptions:
     dry_run: bool = False
 
 
+PHASE_WORDS = {
+    "products": "listing products",
+    "tests": "reading test lists",
+    "bugs": "reading bugs",
+    "features": "reading features",
+}
+
+
 class _Tally:
-    """Progress events summed per phase; safe to feed from the worker thread."""
+    """Progress events summed per phase; safe to feed from the worker thread.
+
+    The bar is the share of products done, known once the engine has listed them, so it
+    only moves forward and never jumps back when a product turns out to have more bugs;
+    the text next to it says what is being read and how much.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.done: dict[str, int] = {}
         self.total: dict[str, int] = {}
+        self.phase = ""
+        self._shown = 0.0
 
     def reset(self) -> None:
         with self._lock:
-            self.done, self.total = {}, {}
+            self.done, self.total, self.phase, self._shown = {}, {}, "", 0.0
 
     def add(self, event: ProgressEvent) -> None:
         with self._lock:
             self.done[event.phase] = self.done.get(event.phase, 0) + event.advance
             self.total[event.phase] = self.total.get(event.phase, 0) + event.total
+            if event.phase != "products" or not self.phase:
+                self.phase = event.phase
 
-    def bar(self) -> tuple[int, int]:
-        """(value, max) over the phases whose size is known (products, bug lists)."""
+    def products(self) -> tuple[int, int]:
+        """(done, total) products; total 0 until the engine has listed them."""
         with self._lock:
-            sized = [phase for phase, n in self.total.items() if n]
-            high = sum(self.total[p] for p in sized)
-            value = sum(self.done.get(p, 0) for p in sized)
-        return min(value, high), max(high, 1)
+            total = self.total.get("products", 0)
+            return min(self.done.get("products", 0), total), total
+
+    def fraction(self) -> float | None:
+        """Share of the products done, never less than shown before; None while unknown."""
+        done, total = self.products()
+        if not total:
+            return None
+        with self._lock:
+            self._shown = max(self._shown, done / total)
+            return self._shown
 
     def text(self) -> str:
-        """'products 2/3 · tests read 75 · bug lists 20/41 · features 43'."""
+        """'reading bugs · products 1/3 · tests read 75 · bug lists 20/41 · features 43'."""
         with self._lock:
-            parts = []
+            parts = [PHASE_WORDS.get(self.phase, self.phase)] if self.phase else []
             for phase in (*PHASES, *sorted(set(self.done) - set(PHASES))):
                 if phase not in self.done:
                     continue
                 label = PHASES.get(phase, phase)
                 size = self.total.get(phase, 0)
-                done = self.done[phase]
+                done = min(self.done[phase], size) if size else self.done[phase]
                 parts.append(f"{label} {done}/{size}" if size else f"{label} {done}")
         return " · ".join(parts)
 
@@ -144,15 +169,28 @@ class _Controls:
         self.mirror = mirror
         self.buttons: dict[Mode, Widget] = {}
         for mode in modes:
-            button = w.Button(description=LABELS[mode], tooltip=TOOLTIPS[mode], icon=ICONS[mode])
+            button = w.Button(
+                description=LABELS[mode],
+                tooltip=TOOLTIPS[mode],
+                icon=ICONS[mode],
+                layout=w.Layout(width="auto"),
+            )
             button.on_click(self._handler(mode))
             self.buttons[mode] = button
         self.progress: Widget = w.IntProgress(
-            value=0, min=0, max=1, description="idle", layout=w.Layout(width="50%")
+            value=0,
+            min=0,
+            max=STEPS,
+            description="idle",
+            style={"description_width": "initial"},
+            layout=w.Layout(width="45%"),
         )
         self.progress_text: Widget = w.HTML()
+        self.progress_text.add_class("testio-progress-text")
         self.summary: Widget = w.HTML()
+        self.summary.add_class("testio-summary")
         self.error: Widget = w.HTML()
+        self.error.add_class("testio-error-line")
         # The nuke confirmation, hidden until Nuke... shows a plan.
         self.plan: Widget = w.HTML()
         self.confirm_text: Widget = w.Text(
@@ -166,13 +204,17 @@ class _Controls:
             button_style="danger",
             icon="trash",
             disabled=True,
+            layout=w.Layout(width="auto"),
             tooltip=f"Enabled once the box holds the word {CONFIRM_WORD!r}",
         )
-        self.cancel_button: Widget = w.Button(description="Cancel", tooltip="Changes nothing")
+        self.cancel_button: Widget = w.Button(
+            description="Cancel", tooltip="Changes nothing", layout=w.Layout(width="auto")
+        )
         self.confirmation: Widget = w.VBox(
             [self.plan, w.HBox([self.confirm_text, self.confirm_button, self.cancel_button])],
-            layout=w.Layout(display=HIDDEN, border="2px solid #d9534f", padding="4px"),
+            layout=w.Layout(display=HIDDEN, padding="4px 8px"),
         )
+        self.confirmation.add_class("testio-confirmation")
         self.confirm_text.observe(self._on_confirm_text, names="value")
         self.confirm_button.on_click(self._on_confirm)
         self.cancel_button.on_click(self._on_cancel)
@@ -181,6 +223,7 @@ class _Controls:
             icon="stop",
             disabled=True,
             tooltip="Cancel the running job; the mirror stays consistent",
+            layout=w.Layout(width="auto"),
         )
         self.stop_button.on_click(self._on_stop)
 
@@ -192,6 +235,9 @@ class _Controls:
         self._idle.set()
         self._tally = _Tally()
         self._drawn_at = 0.0
+        # Set by Stop: the bar keeps what was done when it was pressed (the products the
+        # engine unwinds afterwards were not read).
+        self._frozen = False
         # The products of the plan on show: what the red button nukes, whatever the pickers
         # say by then. None when no plan is on show.
         self._pending_nuke: tuple[int, ...] | None = None
@@ -243,9 +289,11 @@ class _Controls:
         with self._ending:
             if not self.busy:
                 return
+            self._frozen = True
             if self._job is not None:
                 self._job.cancel()
             self.stop_button.disabled = True
+            self.progress.description = "stopping"
             self.summary.value = "<i>Stopping...</i>"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
@@ -294,9 +342,10 @@ class _Controls:
         self.error.value = ""
         self.summary.value = f"<i>{html.escape(LABELS[mode].rstrip('.'))} running...</i>"
         self._tally.reset()
-        self.progress.bar_style = ""
-        self.progress.value, self.progress.max = 0, 1
-        self.progress.description = mode
+        self._frozen = False
+        self.progress.bar_style = "info"
+        self.progress.value = 0
+        self.progress.description = f"{mode}: starting"
         self.progress_text.value = ""
         self._dry_run = options.dry_run
         try:
@@ -316,6 +365,8 @@ class _Controls:
     def _on_progress(self, event: ProgressEvent) -> None:
         # Runs on the worker thread, inside the sync: a drawing problem must not stop it.
         try:
+            if self._frozen:
+                return
             self._tally.add(event)
             now = time.monotonic()
             if now - self._drawn_at >= REDRAW_SECONDS:
@@ -325,15 +376,21 @@ class _Controls:
             log.exception("could not draw a progress event")
 
     def _draw_progress(self) -> None:
-        value, high = self._tally.bar()
-        self.progress.max = high
-        self.progress.value = value
+        fraction = self._tally.fraction()
+        done, total = self._tally.products()
+        mode = self._running or "job"
+        if fraction is None:
+            self.progress.description = f"{mode}: starting"
+        else:
+            self.progress.value = max(self.progress.value, round(fraction * STEPS))
+            self.progress.description = f"{mode}: {done}/{total} products"
         self.progress_text.value = html.escape(self._tally.text())
 
     def _finished(self, future: Future[Outcome]) -> None:
         with self._ending:
             try:
-                self._draw_progress()
+                if not self._frozen:
+                    self._draw_progress()
                 try:
                     outcome = future.result()
                 except CancelledError:
@@ -356,6 +413,7 @@ class _Controls:
         self.result = outcome
         if isinstance(outcome, SyncResult):
             self.progress.value = self.progress.max
+            self.progress.description = f"{outcome.mode}: {outcome.status}"
             self.progress.bar_style = {"success": "success", "partial": "warning"}.get(
                 outcome.status, "danger"
             )
@@ -363,6 +421,11 @@ class _Controls:
 
     def _show_stopped(self) -> None:
         self.progress.bar_style = "warning"
+        done, total = self._tally.products()
+        self.progress.description = f"{self._running or 'job'}: stopped"
+        self.progress_text.value = html.escape(
+            f"stopped after {done} of {total} products" if total else "stopped before it began"
+        )
         if self._dry_run:
             kept = "a dry run, it wrote nothing"
         elif self._running == Mode.NUKE:
@@ -373,8 +436,8 @@ class _Controls:
                 "<code>tt.runs()</code>; the next run continues from there"
             )
         self.summary.value = (
-            f"<p><b>Stopped.</b> The {html.escape(self._running or 'job')} was cancelled: "
-            f"{kept}.</p>"
+            f"<div class='testio-card testio-stopped'><b>Stopped.</b> The "
+            f"{html.escape(self._running or 'job')} was cancelled: {kept}.</div>"
         )
 
     def _show_error(self, exc: BaseException, *, append: bool = False) -> None:
@@ -421,7 +484,7 @@ class _Controls:
             self.result = plan
             self.summary.value = (
                 "<p><b>Dry run:</b> this is what a nuke would do; nothing changed.</p>"
-                + plan._repr_html_()
+                + _plan_html(plan, ask=False)
             )
             return
         self._pending_nuke = plan.product_ids
@@ -431,10 +494,7 @@ class _Controls:
             if options.since
             else ""
         )
-        self.plan.value = (
-            plan._repr_html_() + note + f"<p><b>Type <code>{CONFIRM_WORD}</code> and press "
-            "Delete and rebuild</b> to go ahead; Cancel changes nothing.</p>"
-        )
+        self.plan.value = _plan_html(plan) + note
         self.confirm_text.value = ""
         self.confirm_button.disabled = True
         self.confirmation.layout.display = SHOWN
@@ -511,7 +571,7 @@ class Panel(_Controls):
         )
         self.widget = w.VBox(
             [
-                w.HTML("<h4 style='margin:0'>TestIO mirror</h4>"),
+                w.HTML(STYLE + "<div class='testio-title'>TestIO mirror</div>"),
                 self.status_html,
                 pickers,
                 w.HBox([self.sync_button, self.refresh_button, self.nuke_button, self.stop_button]),
@@ -521,6 +581,7 @@ class Panel(_Controls):
                 self.error,
             ]
         )
+        self.widget.add_class("testio-panel")
         try:
             self.refresh_status()
         except Exception as exc:
@@ -540,16 +601,7 @@ class Panel(_Controls):
 
     def refresh_status(self) -> None:
         """Show again what the mirror holds, and the products to pick from."""
-        status = self.mirror.status()
-        if self.mirror.sandbox:
-            banner = (
-                "<div style='background:#fff3cd;border:1px solid #d4a000;padding:4px 8px'>"
-                "<b>SANDBOX data</b>: no token is configured, so this mirror holds generated "
-                "data from the bundled sandbox, not a real account.</div>"
-            )
-        else:
-            banner = f"<div>Account: <code>{html.escape(self.mirror.source)}</code></div>"
-        self.status_html.value = banner + status._repr_html_()
+        self.status_html.value = _status_html(self.mirror.status(), self.mirror.sandbox)
         frame = self.mirror.products()
         options = [
             (f"{pid} {name}", int(pid))
@@ -593,9 +645,14 @@ class ActionButton(_Controls):
         if mode == Mode.NUKE:
             parts.append(self.confirmation)
         parts += [w.HBox([self.progress, self.progress_text]), self.summary, self.error]
-        if mirror.sandbox:
-            parts.insert(1, w.HTML("<small><b>SANDBOX data</b> (no token configured)</small>"))
+        source = (
+            "<span class='testio-badge'>SANDBOX data</span> (no token configured)"
+            if mirror.sandbox
+            else f"<code>{html.escape(mirror.source)}</code>"
+        )
+        parts.insert(0, w.HTML(STYLE + f"<div class='testio-source'>{source}</div>"))
         self.widget = w.VBox(parts)
+        self.widget.add_class("testio-panel")
 
     def _options(self) -> JobOptions:
         return self._fixed
@@ -652,14 +709,99 @@ def nuke_button(mirror: Mirror | None = None, *, products: Products = None) -> A
     return ActionButton(_mirror(mirror), Mode.NUKE, products=products)
 
 
+# JupyterLab's own CSS variables (with fallbacks for static viewers), so the panel reads
+# in light and dark themes alike.
+STYLE = """<style>
+.testio-panel { font-family: var(--jp-ui-font-family, sans-serif);
+  color: var(--jp-ui-font-color1, #222); gap: 4px; }
+.testio-title { font-size: var(--jp-content-font-size3, 1.2em); font-weight: 600; }
+.testio-card { border: 1px solid var(--jp-border-color2, #ccc); border-radius: 6px;
+  background: var(--jp-layout-color1, #fff); padding: 8px 12px; margin: 2px 0; }
+.testio-card table { border-collapse: collapse; }
+.testio-card th { text-align: left; font-weight: 600; padding: 1px 12px 1px 0;
+  color: var(--jp-ui-font-color2, #555); }
+.testio-card td { padding: 1px 12px 1px 0; }
+.testio-badge { display: inline-block; border-radius: 4px; padding: 0 6px; font-weight: 600;
+  background: var(--jp-warn-color2, #ffe08a); color: var(--jp-ui-font-color0, #000); }
+.testio-account { display: inline-block; border-radius: 4px; padding: 0 6px;
+  font-weight: 600; background: var(--jp-brand-color3, #bbdefb);
+  color: var(--jp-ui-font-color0, #000); }
+.testio-muted { color: var(--jp-ui-font-color2, #666); }
+.testio-card.testio-error { border-left: 4px solid var(--jp-error-color1, #d32f2f); }
+.testio-card.testio-stopped { border-left: 4px solid var(--jp-warn-color1, #f57c00); }
+.testio-card.testio-ok { border-left: 4px solid var(--jp-success-color1, #388e3c); }
+.testio-card.testio-warn { border-left: 4px solid var(--jp-warn-color1, #f57c00); }
+.testio-confirmation { border: 2px solid var(--jp-error-color1, #d32f2f);
+  border-radius: 6px; }
+</style>"""
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.0f} kB"
+
+
+def _status_html(status: MirrorStatus, sandbox: bool) -> str:
+    """The mirror's state as a card: source, file, counts, last runs, backups, unreadable."""
+    if sandbox:
+        source = (
+            "<span class='testio-badge'>SANDBOX data</span> <span class='testio-muted'>no token "
+            "is configured: generated sample data from the bundled sandbox, not a real "
+            "account</span>"
+        )
+    else:
+        source = f"<span class='testio-account'>{html.escape(status.source)}</span>"
+    rows = [("Source", source)]
+    where = f"<code>{html.escape(status.db_path)}</code>"
+    if not status.exists:
+        rows.append(("Database", where + " <i>no database yet: run a sync</i>"))
+    else:
+        rows.append(("Database", f"{where} ({_size(status.size_bytes)})"))
+        held = ", ".join(f"{n:,} {t}" for t, n in status.table_counts.items())
+        rows.append(("Holds", html.escape(held)))
+        for mode in ("sync", "refresh", "nuke"):
+            run = status.last_runs.get(mode)
+            text = (
+                f"{html.escape(str(run['status']))} at {html.escape(str(run['started_at']))}"
+                if run
+                else "<span class='testio-muted'>never</span>"
+            )
+            rows.append((f"Last {mode}", text))
+        rows.append(("Unreadable", f"{status.open_unreadable} records waiting for a retry"))
+        backups = ", ".join(f"<code>{html.escape(b)}</code>" for b in status.backups)
+        rows.append(("Backups", backups or "<span class='testio-muted'>none</span>"))
+    if status.cannot_update:
+        rows.append(("Updates", "not possible here: " + html.escape(status.cannot_update)))
+    body = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
+    return f"<div class='testio-card testio-status'><table>{body}</table></div>"
+
+
+def _plan_html(plan: NukePlan, *, ask: bool = True) -> str:
+    """The nuke plan in a GUI's words: what goes, what stays, which buttons to press."""
+    lines = [line for line in plan.lines() if not line.startswith("Nothing has changed")]
+    items = "".join(f"<li>{html.escape(line.strip())}</li>" for line in lines[1:])
+    ask_text = (
+        f"<p><b>Nothing has changed yet.</b> To go ahead, type <code>{CONFIRM_WORD}</code> in "
+        "the box and press <b>Delete and rebuild</b>; <b>Cancel</b> changes nothing.</p>"
+        if ask
+        else ""
+    )
+    return (
+        f"<div class='testio-plan'><p><b>{html.escape(lines[0])}</b></p><ul>{items}</ul>"
+        f"{ask_text}</div>"
+    )
+
+
 def _outcome_html(outcome: Outcome) -> str:
+    if isinstance(outcome, NukePlan):
+        return _plan_html(outcome, ask=False)
+    tone = {"success": "testio-ok", "partial": "testio-warn"}.get(outcome.status, "testio-error")
     text = outcome._repr_html_()
-    if isinstance(outcome, SyncResult) and outcome.backup_path:
+    if outcome.backup_path:
         text += (
             f"<p>The previous mirror is kept as <code>{html.escape(outcome.backup_path)}</code>"
             "; <code>tt.restore()</code> brings it back.</p>"
         )
-    return text
+    return f"<div class='testio-card {tone}'>{text}</div>"
 
 
 def _error_html(exc: BaseException, secrets: Sequence[str]) -> str:
@@ -670,8 +812,8 @@ def _error_html(exc: BaseException, secrets: Sequence[str]) -> str:
         if secret:
             message = message.replace(secret, "***")
     return (
-        "<div style='color:#a94442;background:#f2dede;border:1px solid #ebccd1;"
-        f"padding:4px 8px'><b>{html.escape(name)}</b>: {html.escape(message)}</div>"
+        f"<div class='testio-card testio-error'><b>{html.escape(name)}</b>: "
+        f"{html.escape(message)}</div>"
     )
 
 

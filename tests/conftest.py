@@ -17,6 +17,12 @@ import testio_toolkit as tt
 from testio_toolkit import api
 from testio_toolkit.client import ClientOptions
 from testio_toolkit.sandbox import Sandbox
+from testio_toolkit.sandbox.sandbox import ANCHOR_VARIABLE
+
+# Every sandbox of the suite ends its data at the same fixed "now" (data.ANCHOR), so exact
+# dates and counts hold on any day; a test that wants today's clock passes anchor="now".
+PINNED_NOW = "2025-06-02T12:00:00Z"
+os.environ[ANCHOR_VARIABLE] = PINNED_NOW
 
 # Retries stay real but quick, so fault tests finish in seconds.
 FAST = ClientOptions(backoff_base=0.001, backoff_max=0.01, timeout=2.0)
@@ -53,6 +59,7 @@ def clean_environment(
     for name in list(os.environ):
         if name.startswith("TESTIO_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv(ANCHOR_VARIABLE, PINNED_NOW)
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.chdir(home)  # no stray .env is picked up

@@ -231,3 +231,60 @@ def test_testio_product_ids_in_the_environment_limits_the_sync(
     finally:
         conn.close()
     assert synced == {first} and others
+
+
+def test_options_work_where_users_type_them(sandbox: Sandbox, tmp_path: Path) -> None:
+    """`sync --db`, `sync --wait`, `sync --nuke --keep-backups 3`: after the command too."""
+    from click.testing import CliRunner
+
+    from testio_toolkit.cli import cli
+
+    db = tmp_path / "here.db"
+    env = {"TESTIO_CUSTOMER_API_TOKEN": sandbox.token, "TESTIO_CUSTOMER_API_BASE_URL": sandbox.url}
+    runner = CliRunner()
+    first = runner.invoke(cli, ["sync", "--db", str(db), "--wait"], env=env)
+    assert first.exit_code == 0, first.output
+    assert db.exists()
+    # No terminal here: no progress bars, so no escape codes in what a log would get.
+    assert "\x1b[" not in first.output and "\r" not in first.output
+    assert "SANDBOX DATA (server)" in first.output
+    for _ in range(4):
+        nuked = runner.invoke(
+            cli, ["sync", "--nuke", "--yes", "--keep-backups", "3", "--db", str(db)], env=env
+        )
+        assert nuked.exit_code == 0, nuked.output
+    assert len(list(tmp_path.glob("here.backup-*.db"))) == 3
+    status = runner.invoke(cli, ["status", "--db", str(db)], env=env)
+    assert "SANDBOX data served at" in status.output
+
+
+def test_the_sandbox_command_prints_the_database_to_use(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
+    env["XDG_DATA_HOME"] = str(tmp_path)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "testio_toolkit", "sandbox"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        lines = [server.stdout.readline() for _ in range(4)]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    exports = dict(
+        line.split("#")[0].strip().removeprefix("export ").split("=", 1)
+        for line in lines
+        if line.startswith("export ")
+    )
+    assert set(exports) == {
+        "TESTIO_CUSTOMER_API_BASE_URL",
+        "TESTIO_CUSTOMER_API_TOKEN",
+        "TESTIO_DB_PATH",
+    }
+    assert exports["TESTIO_DB_PATH"].endswith("sandbox-small.db")
+    assert "testio.db" not in exports["TESTIO_DB_PATH"]

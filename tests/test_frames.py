@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import pytest
 
@@ -97,3 +99,81 @@ def test_runs_and_unreadable_frames(synced: tt.Mirror) -> None:
 def test_frames_of_a_missing_database_are_empty_not_an_error(mirror: tt.Mirror) -> None:
     assert mirror.tests().empty
     assert mirror.products().empty
+
+
+def test_product_filter_takes_ids_and_names(synced: tt.Mirror) -> None:
+    products = synced.products()
+    pid, name = int(products["id"][0]), str(products["name"][0])
+    by_id = synced.bugs(product=pid)
+    assert len(by_id) > 0 and set(by_id["product_id"]) == {pid}
+    assert synced.bugs(product=name.upper())["id"].tolist() == by_id["id"].tolist()
+    assert synced.bugs(product=str(pid))["id"].tolist() == by_id["id"].tolist()
+    assert len(synced.tests(product=[name, int(products["id"][1])])) == int(
+        products["tests"][0] + products["tests"][1]
+    )
+
+
+@pytest.mark.parametrize(
+    ("call", "words"),
+    [
+        (lambda m: m.bugs(product="No Such Product"), ["unknown product 'No Such Product'"]),
+        (lambda m: m.bugs(product=99999), ["unknown product 99999", "Flourish Pro"]),
+        (lambda m: m.tests(product=99999), ["unknown product 99999"]),
+        (lambda m: m.features(product="nope"), ["unknown product 'nope'"]),
+        (lambda m: m.bugs(severity="urgent"), ["unknown severity 'urgent'", "critical", "custom"]),
+        (lambda m: m.bugs(status="finished"), ["unknown bug status 'finished'", "accepted"]),
+        (lambda m: m.tests(status="finished"), ["unknown test status 'finished'", "archived"]),
+    ],
+)
+def test_filters_refuse_nonsense_and_name_the_valid_values(
+    synced: tt.Mirror, call: Any, words: list[str]
+) -> None:
+    with pytest.raises(tt.ToolkitError) as caught:
+        call(synced)
+    assert isinstance(caught.value, ValueError)  # a ConfigError
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_every_timestamp_is_a_utc_datetime_and_no_frame_holds_json(synced: tt.Mirror) -> None:
+    synced.refresh(since="2025-01-01")
+    frames = {
+        "products": synced.products(),
+        "tests": synced.tests(),
+        "bugs": synced.bugs(),
+        "features": synced.features(),
+        "runs": synced.runs(),
+        "unreadable": synced.unreadable(),
+    }
+    for name, frame in frames.items():
+        for column in frame.columns:
+            if column.endswith("_at") or column == "since":
+                dtype = frame[column].dtype
+                assert isinstance(dtype, pd.DatetimeTZDtype), f"{name}.{column}"
+                assert str(dtype.tz) == "UTC", f"{name}.{column}"
+            text = frame[column].dropna()
+            if text.dtype == object and len(text) and isinstance(text.iloc[0], str):
+                assert not text.str.match(r"^\s*[\[{]").any(), f"{name}.{column} holds JSON"
+    runs = frames["runs"]
+    assert "counts" not in runs.columns
+    assert runs["tests_added"].tolist() == [150, 0] and str(runs["tests_added"].dtype) == "Int64"
+    assert runs["unreadable"].tolist() == [0, 0]
+    assert runs["since"].isna().tolist() == [True, False]
+    assert isinstance(frames["features"]["user_stories"].iloc[0], list)
+
+
+def test_shift_tab_shows_real_parameters() -> None:
+    import inspect
+
+    for name in ("sync", "refresh", "nuke", "async_", "arefresh", "anuke", "tests", "bugs"):
+        parameters = inspect.signature(getattr(tt, name)).parameters
+        assert "self" not in parameters and "args" not in parameters, name
+        assert not any(p.kind is p.VAR_KEYWORD for p in parameters.values()), name
+    assert list(inspect.signature(tt.bugs).parameters)[:4] == [
+        "product",
+        "test",
+        "status",
+        "severity",
+    ]
+    assert "dry_run" in inspect.signature(tt.sync).parameters
+    assert "confirm" in inspect.signature(tt.nuke).parameters

@@ -67,7 +67,7 @@ def test_panel_shows_database_path_and_what_it_holds(synced: tt.Mirror) -> None:
     panel = Panel(synced)
     assert str(synced.path) in panel.status_html.value
     assert "150 tests" in panel.status_html.value
-    assert "last sync:" in panel.status_html.value
+    assert "<th>Last sync</th><td>success at" in panel.status_html.value
     assert len(panel.products_picker.options) == 3
     assert panel.job is None and panel.wait() is None
 
@@ -116,7 +116,7 @@ def test_refresh_button_updates_the_database_and_shows_a_summary(
         == 1
     )
     assert "refresh success" in panel.summary.value
-    assert "last refresh: success" in panel.status_html.value
+    assert "<th>Last refresh</th><td>success" in panel.status_html.value
 
 
 def test_pickers_choose_products_and_dry_run(synced: tt.Mirror) -> None:
@@ -180,7 +180,7 @@ def test_the_word_and_the_red_button_nuke_and_keep_a_backup(synced: tt.Mirror) -
     assert count(synced.path, "SELECT count(*) FROM tests") == 150
     assert backups[0].name in panel.summary.value
     assert not panel.confirming
-    assert "last nuke:    success" in panel.status_html.value
+    assert "<th>Last nuke</th><td>success" in panel.status_html.value
 
 
 @pytest.mark.parametrize("word", ["", "nuk", "NUKE", "nuke "])
@@ -343,6 +343,10 @@ def test_stop_cancels_a_running_refresh_and_the_next_refresh_completes(
     assert "Stopped." in panel.summary.value and "recorded as cancelled" in panel.summary.value
     assert panel.error.value == "" and panel.last_error is None
     assert panel.progress.bar_style == "warning"
+    # The bar keeps what was done when Stop was pressed: not a full bar, and it says so.
+    assert panel.progress.value < panel.progress.max
+    assert panel.progress.description == "refresh: stopped"
+    assert "stopped after" in panel.progress_text.value
     assert not any(b.disabled for b in all_buttons(panel)) and panel.stop_button.disabled
     runs = synced.runs()
     assert sorted(zip(runs["mode"], runs["status"], strict=True)) == [
@@ -395,3 +399,22 @@ def test_a_stopped_dry_run_says_it_wrote_nothing_and_wrote_nothing(
     assert button.wait() is None
     assert "Stopped." in button.summary.value and "wrote nothing" in button.summary.value
     assert files_beside(db_path) == before
+
+
+def test_progress_only_moves_forward_and_names_its_phase() -> None:
+    from testio_toolkit.results import ProgressEvent
+    from testio_toolkit.widgets import _Tally
+
+    tally = _Tally()
+    assert tally.fraction() is None  # the products are not listed yet: no share to show
+    tally.add(ProgressEvent("products", total=4))
+    tally.add(ProgressEvent("tests", advance=30))
+    assert tally.fraction() == 0.0 and tally.text().startswith("reading test lists")
+    tally.add(ProgressEvent("bugs", total=50))
+    tally.add(ProgressEvent("bugs", advance=10))
+    tally.add(ProgressEvent("products", advance=1))
+    assert tally.fraction() == 0.25
+    # More bug lists found later do not pull the bar back (the old bar fell from 97% to 91%).
+    tally.add(ProgressEvent("bugs", total=500))
+    assert tally.fraction() == 0.25
+    assert tally.text() == ("reading bugs · products 1/4 · tests read 30 · bug lists 10/550")

@@ -19,8 +19,10 @@ What a client meets here, as on the real service:
   ``sections_with_default`` instead (the real service does the same). The default
   section of a sectioned product holds no features; that of an unsectioned product
   serves the product's features too.
-- Times are ISO 8601 with varying offsets. The data was made for a "now" of
-  2025-06-02T12:00:00Z; the sandbox clock starts there and runs (``sb.now()``,
+- Times are ISO 8601 with varying offsets. The data ends around the sandbox's anchor: the
+  current hour by default, or one pinned with ``Sandbox(anchor=...)`` or
+  ``TESTIO_SANDBOX_NOW`` (tests and notebooks pin 2025-06-02T12:00:00Z, ``data.ANCHOR``,
+  for output that never changes); the sandbox clock starts there and runs (``sb.now()``,
   ``sb.advance(seconds)``), and every response's ``Date`` header tells it, not the wall
   clock. Retry-After is whole seconds, rounded up, or an HTTP date on that clock.
 - ``exploratory_tests`` is ordered by ``end_at`` newest first, ties by id descending,

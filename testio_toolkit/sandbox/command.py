@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import click
+from platformdirs import user_data_dir
 
 from .presets import PRESETS
 
@@ -84,6 +86,10 @@ def sandbox(
     click.echo(f"Sandbox ({preset}, seed {seed}) serving at {server.url}")
     click.echo(f"export TESTIO_CUSTOMER_API_BASE_URL={server.url}")
     click.echo(f"export TESTIO_CUSTOMER_API_TOKEN={server.token}   # the sandbox's own token")
+    # Its own database: sandbox data never lands in a real account's testio.db. (The same
+    # per-user folder as testio_toolkit.config's, named here: the sandbox imports no toolkit.)
+    database = Path(user_data_dir("testio-toolkit", appauthor=False)) / f"sandbox-{preset}.db"
+    click.echo(f"export TESTIO_DB_PATH={database}   # sample data: keep it apart")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

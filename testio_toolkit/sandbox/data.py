@@ -33,6 +33,7 @@ __all__ = [
     "generate_account",
     "new_skeletons",
     "parse_time",
+    "shift_account",
 ]
 
 ANCHOR = 1748865600  # 2025-06-02T12:00:00Z
@@ -395,6 +396,19 @@ def generate_account(preset: Preset, seed: int) -> Account:
         next_test_id=test_id + rng.between(1, 9),
         rng=rng,
     )
+
+
+def shift_account(account: Account, seconds: int) -> None:
+    """Move every generated test time by ``seconds`` (the sandbox's anchor - ANCHOR)."""
+    if not seconds:
+        return
+    for skeleton in account.skeletons.values():
+        skeleton.created += seconds
+        if skeleton.start is not None:
+            skeleton.start += seconds
+        if skeleton.end is not None:
+            skeleton.end += seconds
+        skeleton.__post_init__()
 
 
 def new_skeletons(

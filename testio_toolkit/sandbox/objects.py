@@ -238,17 +238,22 @@ def _bug_status(rng: Dice, test_status: str) -> str:
 
 
 def bug_heads(
-    seed: int, skeleton: Skeleton, features: list[dict[str, Any]], index: int | None = None
+    seed: int,
+    skeleton: Skeleton,
+    features: list[dict[str, Any]],
+    index: int | None = None,
+    anchor: int = ANCHOR,
 ) -> list[tuple[dict[str, Any], int]]:
     """The generated bugs of a test as (head, body index), by id ascending.
 
-    ``index`` draws from another test number's RNG (and ids), to make extra bugs.
+    ``index`` draws from another test number's RNG (and ids), to make extra bugs;
+    ``anchor`` is the "now" the account's times were shifted to (no bug after it).
     """
     index = skeleton.index if index is None else index
     rng = _rng(seed, index, 4)
     # An unscheduled test's bugs (only added ones) date from its creation.
     first = skeleton.created if skeleton.start is None else skeleton.start
-    last = max(first + HOUR, min(ANCHOR if skeleton.end is None else skeleton.end, ANCHOR))
+    last = max(first + HOUR, min(anchor if skeleton.end is None else skeleton.end, anchor))
     heads = []
     for k in range(skeleton.n_bugs):
         feature = rng.pick(features) if features else None

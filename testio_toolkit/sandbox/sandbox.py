@@ -15,10 +15,12 @@ to simulate an account that moves between two syncs, and the sandbox clock
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal
 
@@ -27,7 +29,42 @@ from .presets import PRESETS, Preset
 from .server import PREFIX, SandboxServer, Stats
 from .state import Truth, World
 
-__all__ = ["Sandbox"]
+__all__ = ["ANCHOR_VARIABLE", "Sandbox", "resolve_anchor"]
+
+# Pins the sandbox clock for every Sandbox made without an anchor (tests, notebooks).
+ANCHOR_VARIABLE = "TESTIO_SANDBOX_NOW"
+
+
+def resolve_anchor(anchor: float | str | datetime | None = None) -> int:
+    """Epoch seconds of the sandbox's "now", floored to the hour.
+
+    ``None`` reads ``TESTIO_SANDBOX_NOW`` (ISO 8601 or epoch seconds), else takes the
+    current time; ``"now"`` is always the current time.
+    """
+    if anchor is None:
+        anchor = os.environ.get(ANCHOR_VARIABLE) or "now"
+    if isinstance(anchor, str):
+        text = anchor.strip()
+        if text == "now":
+            value = time.time()
+        else:
+            try:
+                value = float(text)
+            except ValueError:
+                try:
+                    parsed = datetime.fromisoformat(text)
+                except ValueError:
+                    raise ValueError(
+                        f"the sandbox anchor {anchor!r} is not ISO 8601, epoch seconds or 'now'"
+                        f" (from {ANCHOR_VARIABLE} or Sandbox(anchor=...))"
+                    ) from None
+                value = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    elif isinstance(anchor, datetime):
+        value = (anchor if anchor.tzinfo else anchor.replace(tzinfo=UTC)).timestamp()
+    else:
+        value = float(anchor)
+    whole = int(value)
+    return whole - whole % 3600
 
 
 class Sandbox:
@@ -39,6 +76,11 @@ class Sandbox:
     :param latency_ms: added to every request (sets ``faults.latency_ms``).
     :param faults: initial fault switches; the object is used as given, not copied.
     :param token: the only token accepted (``Authorization: Token <token>``).
+    :param anchor: the "now" the data ends at (epoch seconds, a datetime or ISO 8601 text;
+        floored to the hour). Default: ``TESTIO_SANDBOX_NOW`` if set, else the current
+        time, so ``since="30d"`` finds data. Pin it for output that never changes:
+        ``Sandbox(anchor="2025-06-02T12:00:00Z")`` (``data.ANCHOR``, what tests use). The
+        same preset, seed and anchor always give the same data.
     """
 
     def __init__(
@@ -49,6 +91,7 @@ class Sandbox:
         latency_ms: float = 0.0,
         faults: Faults | None = None,
         token: str = "sandbox-token",
+        anchor: float | str | datetime | None = None,
     ) -> None:
         if isinstance(preset, str):
             if preset not in PRESETS:
@@ -65,7 +108,8 @@ class Sandbox:
         faults = faults if faults is not None else Faults()
         if latency_ms:
             faults.latency_ms = latency_ms
-        self._world = World(preset, seed)
+        self.anchor = resolve_anchor(anchor)
+        self._world = World(preset, seed, self.anchor)
         self._planner = FaultPlanner(faults, clock=self._world.now)
         self._stats = Stats()
         self._server: SandboxServer | None = None
@@ -215,9 +259,10 @@ class Sandbox:
     def now(self) -> float:
         """The sandbox clock in epoch seconds (a float), as the ``Date`` header tells it.
 
-        It starts at ``data.ANCHOR`` (2025-06-02T12:00:00Z, the "now" the data was made
-        for), runs with real time and jumps with :meth:`advance`. New tests are created
-        at it: ``datetime.fromtimestamp(sb.now(), UTC)``.
+        It starts at the sandbox's anchor (``sb.anchor``: the current hour, or the one
+        pinned with ``anchor=`` / ``TESTIO_SANDBOX_NOW``), runs with real time and jumps
+        with :meth:`advance`. New tests are created at it:
+        ``datetime.fromtimestamp(sb.now(), UTC)``.
         """
         return self._world.now()
 

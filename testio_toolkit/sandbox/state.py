@@ -11,7 +11,7 @@ computed once, then invalidated by the changes that affect it: the first full re
 
 Every public method takes the lock, so changes and requests can interleave freely.
 
-The world keeps the sandbox clock (:meth:`World.now`): ``data.ANCHOR`` plus the time
+The world keeps the sandbox clock (:meth:`World.now`): its anchor plus the time
 since the world was made, plus whatever :meth:`World.advance` added. New tests are
 created at that "now".
 """
@@ -103,11 +103,15 @@ def _envelope(key: str, items: list[bytes]) -> bytes:
 class World:
     """The mutable account behind one sandbox."""
 
-    def __init__(self, preset: Preset, seed: int) -> None:
+    def __init__(self, preset: Preset, seed: int, anchor: int = data.ANCHOR) -> None:
         self._started = time.monotonic()
         self._clock_offset = 0.0
         self._lock = threading.RLock()
         self._acc = data.generate_account(preset, seed)
+        # The data is generated around data.ANCHOR (so ids and shapes never depend on the
+        # day) and moved, whole hours at a time, to end around ``anchor``.
+        self._anchor = anchor - anchor % data.HOUR
+        data.shift_account(self._acc, self._anchor - data.ANCHOR)
         self._seed = seed
         self._by_product: dict[int, set[int]] = {pid: set() for pid in self._acc.products}
         self._by_index: dict[int, int] = {}
@@ -137,11 +141,11 @@ class World:
     # -- the clock -------------------------------------------------------------------
 
     def now(self) -> float:
-        """The sandbox's "now" in epoch seconds: ANCHOR + time since creation + advances.
+        """The sandbox's "now" in epoch seconds: anchor + time since creation + advances.
 
         Lock-free (one float read), so a Date header never waits for a long snapshot.
         """
-        return data.ANCHOR + (time.monotonic() - self._started) + self._clock_offset
+        return self._anchor + (time.monotonic() - self._started) + self._clock_offset
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward by ``seconds`` (>= 0)."""
@@ -191,7 +195,9 @@ class World:
         """The bugs of a test as fresh dicts, changes applied."""
         skeleton = self._skeleton(test_id)
         title = self._title(skeleton)
-        heads = objects.bug_heads(self._seed, skeleton, self._parts(skeleton).features)
+        heads = objects.bug_heads(
+            self._seed, skeleton, self._parts(skeleton).features, anchor=self._anchor
+        )
         generated = objects.bug_dicts(self._pools, heads, test_id, title)
         if test_id not in self._bugs_changed:
             return generated
@@ -237,7 +243,9 @@ class World:
                 fragment = b",".join(objects.encode(bug) for bug in self._bugs(test_id))
             else:
                 skeleton = self._skeleton(test_id)
-                heads = objects.bug_heads(self._seed, skeleton, self._parts(skeleton).features)
+                heads = objects.bug_heads(
+                    self._seed, skeleton, self._parts(skeleton).features, anchor=self._anchor
+                )
                 title = self._title(skeleton)
                 fragment = objects.bug_fragment(self._pools, heads, test_id, title)
             self._bug_json.put(test_id, fragment)
@@ -412,7 +420,9 @@ class World:
             while len(heads) < count:
                 template.n_bugs = min(count - len(heads), data.MAX_BUGS)
                 borrowed = self._acc.rng.between(10**9, 2 * 10**9)
-                heads += objects.bug_heads(self._seed, template, features, index=borrowed)
+                heads += objects.bug_heads(
+                    self._seed, template, features, index=borrowed, anchor=self._anchor
+                )
             ids = []
             for bug in objects.bug_dicts(self._pools, heads, test_id, self._title(skeleton)):
                 bug["id"] = self._next_bug_id
