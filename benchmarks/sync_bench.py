@@ -450,7 +450,7 @@ def worker_mode(spec: Json) -> Json:
     """Run one mode on ``spec['db']`` and measure it."""
     import gc
 
-    from testio_toolkit.api import Mirror
+    from testio_toolkit.api import AsyncMirror, Mirror
     from testio_toolkit.client import ClientOptions
     from testio_toolkit.results import SyncResult
     from testio_toolkit.store import COLUMNS
@@ -466,15 +466,18 @@ def worker_mode(spec: Json) -> Json:
     mirror = Mirror(
         db, token=spec["token"], base_url=spec["url"], client_options=options, progress=False
     )
+    twin = AsyncMirror(
+        db, token=spec["token"], base_url=spec["url"], client_options=options, progress=False
+    )
     mode = spec["mode"]
     if mode in ("first_sync", "nochange_sync", "sync"):
         blocking: Callable[[], Any] = mirror.sync
-        coroutine: Callable[[], Coroutine[Any, Any, Any]] = mirror.async_
+        coroutine: Callable[[], Coroutine[Any, Any, Any]] = twin.sync
     elif mode in ("refresh_nochange", "refresh_1pct", "refresh"):
-        blocking, coroutine = mirror.refresh, mirror.arefresh
+        blocking, coroutine = mirror.refresh, twin.refresh
     elif mode == "nuke":
         blocking = functools.partial(mirror.nuke, confirm=True)
-        coroutine = functools.partial(mirror.anuke, confirm=True)
+        coroutine = functools.partial(twin.nuke, confirm=True)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

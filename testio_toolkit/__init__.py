@@ -6,126 +6,168 @@ Usage::
     tt.sync()                        # incremental update (no token: the bundled sandbox)
     tt.tests(status="running")       # DataFrames: products, tests, bugs, features, runs
     tt.refresh()                     # full, non-destructive refresh (CLI: sync --force)
+    tt.nuke_plan()                   # what a nuke would throw away; reads only
     tt.nuke(confirm=True)            # rebuild from scratch, keep a backup (CLI: sync --nuke)
     tt.panel()                       # buttons for all of the above, in a notebook
 
 Everything here works on the default mirror (configured from the environment, see
-``tt.configure``); ``tt.Mirror(...)`` gives the same methods for another database.
+``tt.configure``); ``tt.Mirror(...)`` gives the same methods for another database, and
+``tt.AsyncMirror(...)`` the same again, awaitable, for code in an event loop. Every error
+is a ``tt.ToolkitError``; the tree is in ``testio_toolkit.errors``.
+
+The functions here forward to ``default_mirror()`` with the parameters of the ``Mirror``
+method of the same name, written out (tested), so Shift+Tab and ``help()`` show them.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+import typing
 
-from .api import Mirror, MirrorStatus, bundled_sandbox, configure, default_mirror
+from .api import (
+    AsyncMirror,
+    Mirror,
+    MirrorStatus,
+    bundled_sandbox,
+    configure,
+    default_mirror,
+)
 from .backups import NukePlan
-from .errors import ToolkitError
+from .errors import (
+    ApiError,
+    AuthenticationError,
+    Cancelled,
+    ConfigError,
+    ConfirmationRequired,
+    NoBackup,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    RebuildFailed,
+    SchemaTooNew,
+    ServiceError,
+    StoreCorrupt,
+    StoreError,
+    SyncInProgress,
+    ToolkitError,
+)
 from .results import ProgressEvent, SyncResult
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
     import sqlite_utils
 
-    from .widgets import Panel
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _like(method: Callable[..., Any]) -> Callable[[F], F]:
-    """Give a one-shot function the parameters of the ``Mirror`` method it calls, so
-    Shift+Tab and ``help()`` show ``tt.bugs(product=None, ..., severity=None, ...)``, not
-    ``(*args, **options)``. The function keeps its own docstring."""
-    parameters = list(inspect.signature(method).parameters.values())[1:]  # without self
-    shown = inspect.signature(method).replace(parameters=parameters)
-
-    def give(func: F) -> F:
-        func.__signature__ = shown  # type: ignore[attr-defined]
-        return func
-
-    return give
+    from . import frames
+    from .api import BaseMirror, Products, Since
+    from .results import ProgressCallback
+    from .widgets import ActionButton, Panel
 
 
-@_like(Mirror.sync)
-def sync(products: Any = None, since: Any = None, **options: Any) -> SyncResult:
+def sync(
+    products: Products = None,
+    since: Since = None,
+    *,
+    dry_run: bool = False,
+    progress: bool | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> SyncResult:
     """Incremental sync of the default mirror; see ``Mirror.sync``.
 
     >>> tt.sync()                              # every product
     >>> tt.sync(products=[12], since="30d", dry_run=True)
     """
-    return default_mirror().sync(products, since, **options)
+    return default_mirror().sync(
+        products, since, dry_run=dry_run, progress=progress, on_progress=on_progress
+    )
 
 
-@_like(Mirror.async_)
-async def async_(products: Any = None, since: Any = None, **options: Any) -> SyncResult:
-    """Async twin of ``sync()``: ``await tt.async_()``."""
-    return await default_mirror().async_(products, since, **options)
-
-
-@_like(Mirror.refresh)
-def refresh(products: Any = None, since: Any = None, **options: Any) -> SyncResult:
+def refresh(
+    products: Products = None,
+    since: Since = None,
+    *,
+    dry_run: bool = False,
+    progress: bool | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> SyncResult:
     """Full, non-destructive refresh of the default mirror; see ``Mirror.refresh``.
 
     >>> tt.refresh()                           # CLI: testio-toolkit sync --force
     """
-    return default_mirror().refresh(products, since, **options)
+    return default_mirror().refresh(
+        products, since, dry_run=dry_run, progress=progress, on_progress=on_progress
+    )
 
 
-@_like(Mirror.arefresh)
-async def arefresh(products: Any = None, since: Any = None, **options: Any) -> SyncResult:
-    """Async twin of ``refresh()``: ``await tt.arefresh()``."""
-    return await default_mirror().arefresh(products, since, **options)
-
-
-@_like(Mirror.nuke)
-def nuke(products: Any = None, **options: Any) -> NukePlan | SyncResult:
+def nuke(
+    products: Products = None,
+    *,
+    confirm: bool = False,
+    progress: bool | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> SyncResult:
     """Confirmed, reversible rebuild of the default mirror; see ``Mirror.nuke``.
 
-    >>> tt.nuke()                  # a NukePlan; nothing changes
     >>> tt.nuke(confirm=True)      # CLI: testio-toolkit sync --nuke --yes
+    >>> tt.nuke()                  # raises tt.ConfirmationRequired; nothing changes
     """
-    return default_mirror().nuke(products, **options)
+    return default_mirror().nuke(
+        products, confirm=confirm, progress=progress, on_progress=on_progress
+    )
 
 
-@_like(Mirror.anuke)
-async def anuke(products: Any = None, **options: Any) -> NukePlan | SyncResult:
-    """Async twin of ``nuke()``: ``await tt.anuke(confirm=True)``."""
-    return await default_mirror().anuke(products, **options)
+def nuke_plan(products: Products = None) -> NukePlan:
+    """What a nuke of the default mirror would throw away; reads only.
+
+    >>> tt.nuke_plan()             # CLI: testio-toolkit sync --nuke --dry-run
+    """
+    return default_mirror().nuke_plan(products)
 
 
-def restore() -> Any:
-    """Bring back the newest backup a nuke kept; see ``Mirror.restore``."""
+def restore() -> Path:
+    """Bring back the newest backup a nuke kept: ``tt.restore()``; see ``Mirror.restore``."""
     return default_mirror().restore()
 
 
 def status() -> MirrorStatus:
-    """What the default mirror holds and when each mode last ran."""
+    """What the default mirror holds and when each mode last ran: ``tt.status()``."""
     return default_mirror().status()
 
 
-@_like(Mirror.products)
-def products(**options: Any) -> pd.DataFrame:
+def products(*, include_deleted: bool = False) -> pd.DataFrame:
     """Products as a DataFrame: ``tt.products()``."""
-    return default_mirror().products(**options)
+    return default_mirror().products(include_deleted=include_deleted)
 
 
-@_like(Mirror.tests)
-def tests(*args: Any, **options: Any) -> pd.DataFrame:
+def tests(
+    product: frames.Filter = None,
+    status: frames.Filter = None,
+    since: str | None = None,
+    *,
+    include_deleted: bool = False,
+) -> pd.DataFrame:
     """Tests as a DataFrame: ``tt.tests(product=12, status="running", since="30d")``."""
-    return default_mirror().tests(*args, **options)
+    return default_mirror().tests(product, status, since, include_deleted=include_deleted)
 
 
-@_like(Mirror.bugs)
-def bugs(*args: Any, **options: Any) -> pd.DataFrame:
+def bugs(
+    product: frames.Filter = None,
+    test: frames.Filter = None,
+    status: frames.Filter = None,
+    severity: frames.Filter = None,
+    since: str | None = None,
+    *,
+    include_deleted: bool = False,
+) -> pd.DataFrame:
     """Bugs with test title and product: ``tt.bugs(severity="critical", since="30d")``."""
-    return default_mirror().bugs(*args, **options)
+    return default_mirror().bugs(
+        product, test, status, severity, since, include_deleted=include_deleted
+    )
 
 
-@_like(Mirror.features)
-def features(*args: Any, **options: Any) -> pd.DataFrame:
+def features(product: frames.Filter = None) -> pd.DataFrame:
     """Features as a DataFrame: ``tt.features(product=12)``."""
-    return default_mirror().features(*args, **options)
+    return default_mirror().features(product)
 
 
 def runs() -> pd.DataFrame:
@@ -133,44 +175,54 @@ def runs() -> pd.DataFrame:
     return default_mirror().runs()
 
 
-@_like(Mirror.unreadable)
-def unreadable(**options: Any) -> pd.DataFrame:
+def unreadable(*, include_resolved: bool = False) -> pd.DataFrame:
     """Records the service could not serve, waiting for a retry: ``tt.unreadable()``."""
-    return default_mirror().unreadable(**options)
+    return default_mirror().unreadable(include_resolved=include_resolved)
 
 
-@_like(Mirror.retry_unreadable)
-def retry_unreadable(**options: Any) -> SyncResult | None:
+def retry_unreadable(*, progress: bool | None = None) -> SyncResult | None:
     """Read the unreadable records again: ``tt.retry_unreadable()``."""
-    return default_mirror().retry_unreadable(**options)
+    return default_mirror().retry_unreadable(progress=progress)
 
 
-def panel(mirror: Mirror | None = None) -> Panel:
+def panel(mirror: BaseMirror | None = None) -> Panel:
     """The control panel for a notebook: ``tt.panel()`` (needs ipywidgets)."""
     from .widgets import Panel
 
     return Panel(mirror or default_mirror())
 
 
-def sync_button(mirror: Mirror | None = None, **options: Any) -> Any:
+def sync_button(
+    mirror: BaseMirror | None = None,
+    *,
+    products: Products = None,
+    since: Since = None,
+    dry_run: bool = False,
+) -> ActionButton:
     """A single Sync button with progress and summary: ``tt.sync_button()``."""
     from . import widgets
 
-    return widgets.sync_button(mirror, **options)
+    return widgets.sync_button(mirror, products=products, since=since, dry_run=dry_run)
 
 
-def refresh_button(mirror: Mirror | None = None, **options: Any) -> Any:
+def refresh_button(
+    mirror: BaseMirror | None = None,
+    *,
+    products: Products = None,
+    since: Since = None,
+    dry_run: bool = False,
+) -> ActionButton:
     """A single Refresh button with progress and summary: ``tt.refresh_button()``."""
     from . import widgets
 
-    return widgets.refresh_button(mirror, **options)
+    return widgets.refresh_button(mirror, products=products, since=since, dry_run=dry_run)
 
 
-def nuke_button(mirror: Mirror | None = None, **options: Any) -> Any:
+def nuke_button(mirror: BaseMirror | None = None, *, products: Products = None) -> ActionButton:
     """A Nuke... button that shows the plan and asks for the word first: ``tt.nuke_button()``."""
     from . import widgets
 
-    return widgets.nuke_button(mirror, **options)
+    return widgets.nuke_button(mirror, products=products)
 
 
 def __getattr__(name: str) -> sqlite_utils.Database:
@@ -180,22 +232,43 @@ def __getattr__(name: str) -> sqlite_utils.Database:
     raise AttributeError(f"module 'testio_toolkit' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    # `db` lives in __getattr__; dir(tt) and tab completion should show it all the same.
+    return sorted({*globals(), "db"})
+
+
 __all__ = [
+    "ApiError",
+    "AsyncMirror",
+    "AuthenticationError",
+    "Cancelled",
+    "ConfigError",
+    "ConfirmationRequired",
     "Mirror",
     "MirrorStatus",
+    "NoBackup",
+    "NotFound",
     "NukePlan",
+    "PermissionDenied",
     "ProgressEvent",
+    "RateLimited",
+    "RebuildFailed",
+    "SchemaTooNew",
+    "ServiceError",
+    "StoreCorrupt",
+    "StoreError",
+    "SyncInProgress",
     "SyncResult",
     "ToolkitError",
-    "anuke",
-    "arefresh",
-    "async_",
     "bugs",
     "bundled_sandbox",
     "configure",
+    "db",
+    "default_mirror",
     "features",
     "nuke",
     "nuke_button",
+    "nuke_plan",
     "panel",
     "products",
     "refresh",

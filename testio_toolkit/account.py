@@ -30,6 +30,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Collection
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .store import Store
 
 
 def new_salt() -> str:
@@ -58,3 +62,10 @@ def same_account(
         return True
     shared = len(set(known_products) & set(products))
     return shared > 0 and 2 * shared >= min(len(set(known_products)), len(set(products)))
+
+
+def record(store: Store, identity: dict[str, str]) -> None:
+    """Write the account's identity (``source``, salt, fingerprint, products) into ``meta``."""
+    with store.transaction():
+        for key, value in identity.items():
+            store.set_meta(key, value)

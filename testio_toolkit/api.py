@@ -1,4 +1,4 @@
-"""The public face: a ``Mirror`` per database, and one-shot functions over a default one.
+"""The public face: a mirror per database, and one-shot functions over a default one.
 
 Usage in a notebook::
 
@@ -6,7 +6,7 @@ Usage in a notebook::
     tt.sync()                   # incremental: new tests, changeable tests, their bugs
     tt.tests(status="running")  # a DataFrame
     tt.refresh()                # re-read everything, upsert, mark what is gone; keeps local state
-    tt.nuke()                   # a plan of what would be thrown away; nothing changes
+    tt.nuke_plan()              # what a nuke would throw away; nothing changes
     tt.nuke(confirm=True)       # rebuild aside, swap in, keep a backup
     tt.restore()                # bring the backup back
 
@@ -16,9 +16,18 @@ To point at another database or account, make a ``Mirror`` (or ``tt.configure(..
     acme = tt.Mirror("~/acme.db", token="...")
     acme.refresh(products=[12], since="30d")
 
-Each mode has an async twin with an ``a`` prefix for code that already runs in an event loop:
-``await tt.arefresh()``, ``await tt.anuke(confirm=True)``, and ``await tt.async_()`` for
-``sync`` (``async`` is a reserved word, so PEP 8's trailing underscore).
+Code that already runs in an event loop uses ``tt.AsyncMirror``, as httpx has ``Client``
+and ``AsyncClient``: the same methods and parameters, and the ones that talk to the service
+(``sync``, ``refresh``, ``nuke``, ``retry_unreadable``) are awaited::
+
+    acme = tt.AsyncMirror("~/acme.db", token="...")
+    await acme.sync()
+
+The async methods are the one implementation; ``Mirror`` runs them on the toolkit's loop
+(``runner.py``), and the local reads (frames, ``status``, ``nuke_plan``, ``backups``, ``db``)
+live in ``BaseMirror``, plain calls on both. Every mode runs through ``AsyncMirror._run``:
+lock, leftovers, client, products, account, the store to write into (``rebuild.py``: the
+mirror, a dry run's copy of it, or a nuke's rebuild), then the engine (``sync.run_plan``).
 """
 
 from __future__ import annotations
@@ -30,17 +39,17 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import account, backups
+from . import account, backups, rebuild
 from .backups import NukePlan
 from .client import ClientOptions, TestIOClient
 from .config import Settings, parse_product_ids
-from .errors import Cancelled, ConfigError, RebuildFailed, StoreError, ToolkitError
+from .errors import ConfigError, ConfirmationRequired, StoreError
 from .lock import WriterLock
 from .progress import ProgressBars
 from .results import ProgressCallback, SyncResult
@@ -48,7 +57,7 @@ from .rows import parse_since
 from .runner import run_blocking
 from .store import Reader, Store, check_database_file, storage_problem
 from .sync import Plan, count_request, run_plan, select_products
-from .vocabulary import Mode, RunStatus
+from .vocabulary import Mode
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -128,18 +137,20 @@ class MirrorStatus:
         return "<pre>" + html.escape("\n".join(self.lines())) + "</pre>"
 
 
-class Mirror:
-    """One local mirror database and the account (or sandbox) it mirrors.
+class BaseMirror:
+    """What ``Mirror`` and ``AsyncMirror`` share: the settings, and the local work.
 
-    >>> m = Mirror("acme.db", token="...")          # or Mirror() for the configured default
-    >>> m.sync()                                     # -> SyncResult
-    >>> m.tests(status="running")                    # -> DataFrame
+    The methods here only touch local files (SQLite reads, the backups beside the database):
+    they are plain methods on both faces. The methods that talk to the service (``sync``,
+    ``refresh``, ``nuke``, ``retry_unreadable``) are ``async def`` on ``AsyncMirror``, the
+    one implementation, and blocking on ``Mirror``, which runs them on the toolkit's loop.
 
     :param db_path: the database file (default: ``TESTIO_DB_PATH`` or the per-user folder)
     :param token: API token (default: ``TESTIO_CUSTOMER_API_TOKEN``; none: the sandbox)
     :param base_url: the API's base URL, path prefix included
     :param products: default product filter (``TESTIO_PRODUCT_IDS``)
     :param sandbox: read the bundled sandbox even when a token is configured
+    :param sandbox_preset: the bundled sandbox's size (``small``, ``medium``, ...)
     :param keep_backups: how many nuke backups to keep beside the database
     :param client_options: concurrency, timeouts and retry budgets
     :param progress: show progress bars by default
@@ -196,7 +207,7 @@ class Mirror:
         return "sandbox" if self.sandbox else self.settings.base_url
 
     def __repr__(self) -> str:
-        return f"<Mirror {self.source} db={self.path}>"
+        return f"<{type(self).__name__} {self.source} db={self.path}>"
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -264,12 +275,6 @@ class Mirror:
             "account_products": json.dumps(products),
         }
 
-    @staticmethod
-    def _record_identity(store: Store, identity: dict[str, str]) -> None:
-        with store.transaction():
-            for key, value in identity.items():
-                store.set_meta(key, value)
-
     def _check_path(self) -> None:
         """``check_database_file``, naming where a bad path came from (TESTIO_DB_PATH, a
         .env file, --db ...): the user has to know what to fix."""
@@ -281,47 +286,203 @@ class Mirror:
             note = self.settings.db_path_note()
             raise type(exc)(f"{exc} ({note})", path=exc.path) from None
 
-    def _bars(self, progress: bool | None, forward: ProgressCallback | None) -> ProgressBars:
-        shown = self.progress if progress is None else progress
-        return ProgressBars(disable=not shown, forward=forward)
+    # -- local work: the same on both faces -------------------------------------------------
 
-    async def _execute(
-        self, plan: Plan, progress: bool | None, on_progress: ProgressCallback | None
-    ) -> SyncResult:
+    def nuke_plan(self, products: Products = None) -> NukePlan:
+        """What ``nuke()`` would throw away, and where its backup would go. Reads only.
+
+        >>> tt.nuke_plan()                # CLI: testio-toolkit sync --nuke --dry-run
+        >>> tt.nuke_plan(products=[12])
+        """
         self._check_path()
-        # A dry run takes no lock and only reads the file: it writes into a scratch copy.
-        lock = (
-            contextlib.nullcontext()
-            if plan.dry_run
-            else WriterLock(self.path, mode=plan.mode, wait=self.wait)
+        ids = _ids(products) or self.settings.product_ids
+        return backups.make_plan(self.path, ids, self.keep_backups, self.source)
+
+    def restore(self) -> Path:
+        """Put the newest backup back in place of the database; returns the backup used.
+
+        >>> tt.restore()        # CLI: testio-toolkit restore
+
+        The database it replaces is kept as a backup in turn, so a restore can be undone.
+        """
+        with WriterLock(self.path, mode="restore", wait=self.wait):
+            backups.clean_leftovers(self.path)
+            restored, _ = backups.restore_latest(self.path)
+        backups.prune_backups(self.path, max(self.keep_backups, 1))
+        return restored
+
+    def backups(self) -> list[Path]:
+        """The backups kept beside the database, newest first.
+
+        >>> [backup.name for backup in tt.default_mirror().backups()]
+        """
+        return backups.list_backups(self.path)
+
+    def clear_unreadable(self, products: Products = None) -> int:
+        """Forget logged unreadable records (all, or some products'); returns how many.
+
+        >>> tt.default_mirror().clear_unreadable()   # CLI: testio-toolkit problematic clear
+        """
+        self._check_path()  # refuse a file that is not a mirror: create nothing
+        with (
+            WriterLock(self.path, mode="clear", wait=self.wait),
+            Store.open(self.path, create=False) as store,
+            store.transaction(),
+        ):
+            ids = _ids(products)
+            if not ids:
+                return store.clear_unreadable()
+            return sum(store.clear_unreadable(pid) for pid in ids)
+
+    def status(self) -> MirrorStatus:
+        """What the mirror holds and when each mode last ran. Reads only.
+
+        >>> tt.status()         # CLI: testio-toolkit status
+        """
+        self._check_path()
+        exists = self.path.exists()
+        status = MirrorStatus(
+            db_path=str(self.path),
+            source=self.source,
+            exists=exists,
+            size_bytes=self.path.stat().st_size if exists else 0,
+            backups=[p.name for p in self.backups()],
+            cannot_update=storage_problem(self.path) if self.path.parent.is_dir() else None,
+            sandbox_server=self.settings.sandbox_data and not self.sandbox,
         )
-        open_store = Store.open_dry_run if plan.dry_run else Store.open
-        with self._bars(progress, on_progress) as emit, lock:
-            if not plan.dry_run:
-                backups.clean_leftovers(self.path)
-            async with self._client() as client:
-                # Ask the service first: a bad token or product id must not touch the file.
-                accounts = await client.products()
-                selected = select_products(accounts, plan.product_ids)
-                with open_store(self.path) as store:
-                    self._record_identity(store, self._check_account(store, accounts))
-                    result = await run_plan(
-                        client,
-                        store,
-                        plan,
-                        accounts,
-                        selected,
-                        source=self.source,
-                        on_progress=emit,
-                    )
-        if self.settings.sandbox_data and not self.sandbox:
-            # A `testio-toolkit sandbox` server, reached by URL: still sample data.
-            result.note = " ".join(filter(None, [result.note, "SANDBOX DATA (server)"]))
-        return result
+        if exists:
+            with Store.open_read_only(self.path) as store:
+                status.table_counts = store.table_counts()
+                status.last_runs = store.last_runs()
+                status.open_unreadable = len(store.open_unreadable())
+        return status
 
-    # -- the three modes ------------------------------------------------------------------
+    def products(self, *, include_deleted: bool = False) -> pd.DataFrame:
+        """Products: id, name, type, sectioned, tests (count), synced_at, ...
 
-    async def async_(
+        >>> tt.products()
+        """
+        from . import frames
+
+        self._check_path()
+        return frames.products(self.path, include_deleted=include_deleted)
+
+    def tests(
+        self,
+        product: frames.Filter = None,
+        status: frames.Filter = None,
+        since: str | None = None,
+        *,
+        include_deleted: bool = False,
+    ) -> pd.DataFrame:
+        """Tests: id, product_id, product, title, status, testing_type, start_at, end_at,
+        created_at, bugs (count) and any column you added.
+
+        >>> tt.tests(product=12, status="running", since="30d")
+        """
+        from . import frames
+
+        self._check_path()
+        return frames.tests(
+            self.path, product=product, status=status, since=since, include_deleted=include_deleted
+        )
+
+    def bugs(
+        self,
+        product: frames.Filter = None,
+        test: frames.Filter = None,
+        status: frames.Filter = None,
+        severity: frames.Filter = None,
+        since: str | None = None,
+        *,
+        include_deleted: bool = False,
+    ) -> pd.DataFrame:
+        """Bugs with their test's title and end and their product's name.
+
+        >>> tt.bugs(severity="critical", since="30d")
+        """
+        from . import frames
+
+        self._check_path()
+        return frames.bugs(
+            self.path,
+            product=product,
+            test=test,
+            status=status,
+            severity=severity,
+            since=since,
+            include_deleted=include_deleted,
+        )
+
+    def features(self, product: frames.Filter = None) -> pd.DataFrame:
+        """Features: id, product_id, section_id, title, description, howtofind, user_stories.
+
+        >>> tt.features(product=12)
+        """
+        from . import frames
+
+        self._check_path()
+        return frames.features(self.path, product=product)
+
+    def runs(self) -> pd.DataFrame:
+        """The run history: mode, status, started_at, ended_at, seconds, requests, counts.
+
+        >>> tt.runs()
+        """
+        from . import frames
+
+        self._check_path()
+        return frames.runs(self.path)
+
+    def unreadable(self, *, include_resolved: bool = False) -> pd.DataFrame:
+        """Records the service could not serve: product, kind, position, neighbours, tries.
+
+        >>> tt.unreadable()
+        """
+        from . import frames
+
+        self._check_path()
+        return frames.unreadable(self.path, include_resolved=include_resolved)
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """A ``sqlite_utils.Database`` on the mirror for ad-hoc queries (a new one each time).
+
+        >>> list(tt.db.query("select status, count(*) n from tests group by status"))
+        """
+
+        import sqlite_utils
+
+        if not self.path.exists():
+            raise StoreError(f"no database at {self.path}; run a sync first", path=str(self.path))
+        if storage_problem(self.path) is not None:
+            # Read-only storage: SQLite could not make the -shm file; nobody writes there.
+            uri = f"{self.path.resolve().as_uri()}?immutable=1"
+            return sqlite_utils.Database(sqlite3.connect(uri, uri=True))
+        return sqlite_utils.Database(self.path)
+
+    def _unreadable_products(self) -> list[int]:
+        """The products with logged unreadable records (what ``retry_unreadable`` reads)."""
+        self._check_path()
+        if not self.path.exists():
+            return []
+        with Store.open_read_only(self.path) as store:
+            return sorted({int(entry["product_id"]) for entry in store.open_unreadable()})
+
+
+class AsyncMirror(BaseMirror):
+    """One local mirror database, for code that runs in an event loop: awaitable methods.
+
+    >>> m = tt.AsyncMirror("acme.db", token="...")
+    >>> await m.sync()                               # -> SyncResult
+    >>> m.tests(status="running")                    # local reads are plain: -> DataFrame
+
+    The same methods and parameters as ``Mirror`` (see ``BaseMirror`` for the constructor);
+    ``sync``, ``refresh``, ``nuke`` and ``retry_unreadable`` talk to the service and are
+    awaited, everything else only reads local files and is a plain call.
+    """
+
+    async def sync(
         self,
         products: Products = None,
         since: Since = None,
@@ -330,9 +491,142 @@ class Mirror:
         progress: bool | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> SyncResult:
-        """Async twin of ``sync()``."""
+        """Bring the mirror up to date incrementally: ``await tt.AsyncMirror().sync()``.
+
+        See ``Mirror.sync``.
+        """
         plan = self._plan(Mode.SYNC, products, since, dry_run)
-        return await self._execute(plan, progress, on_progress)
+        return await self._run(plan, progress, on_progress)
+
+    async def refresh(
+        self,
+        products: Products = None,
+        since: Since = None,
+        *,
+        dry_run: bool = False,
+        progress: bool | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> SyncResult:
+        """Re-read everything, keeping local state: ``await tt.AsyncMirror().refresh()``.
+
+        See ``Mirror.refresh``.
+        """
+        plan = self._plan(Mode.REFRESH, products, since, dry_run)
+        return await self._run(plan, progress, on_progress)
+
+    async def nuke(
+        self,
+        products: Products = None,
+        *,
+        confirm: bool = False,
+        progress: bool | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> SyncResult:
+        """Rebuild the mirror from the service: ``await tt.AsyncMirror().nuke(confirm=True)``.
+
+        See ``Mirror.nuke``.
+        """
+        if confirm is not True:
+            raise _confirmation_required(self.nuke_plan(products))
+        plan = self._plan(Mode.NUKE, products, None, False)
+        return await self._run(plan, progress, on_progress)
+
+    async def retry_unreadable(self, *, progress: bool | None = None) -> SyncResult | None:
+        """Read the products with unreadable records again: ``await m.retry_unreadable()``.
+
+        See ``Mirror.retry_unreadable``.
+        """
+        ids = self._unreadable_products()
+        return await self.sync(products=ids, progress=progress) if ids else None
+
+    # -- the one way every mode runs -------------------------------------------------------
+
+    async def _run(
+        self, plan: Plan, progress: bool | None, on_progress: ProgressCallback | None
+    ) -> SyncResult:
+        """Run a plan: lock, leftovers, client, products, account, target store, engine.
+
+        The target (``rebuild.py``) is the mirror itself for a sync or refresh (a scratch
+        copy for a dry run) and a rebuild for a nuke, which swaps it in as the block ends.
+        """
+        self._check_path()
+        # A dry run takes no lock and only reads the file: it writes into a scratch copy.
+        lock = (
+            contextlib.nullcontext()
+            if plan.dry_run
+            else WriterLock(self.path, mode=plan.mode, wait=self.wait)
+        )
+        shown = self.progress if progress is None else progress
+        target: rebuild.Target | None = None
+        try:
+            with ProgressBars(disable=not shown, forward=on_progress) as emit, lock:
+                if not plan.dry_run:
+                    backups.clean_leftovers(self.path)
+                async with self._client() as client:
+                    # Ask the service first: a bad token or product id must not touch the file.
+                    accounts = await client.products()
+                    selected = select_products(accounts, plan.product_ids)
+                    with self._target(plan, accounts, client) as target:
+                        target.result = await run_plan(
+                            client,
+                            target.store,
+                            plan,
+                            accounts,
+                            selected,
+                            source=self.source,
+                            on_progress=emit,
+                            previous=target.previous,
+                            db_path=self.path,
+                            run_id=target.run_id,
+                            backup_path=target.backup,
+                            note=self._note(),
+                        )
+        except asyncio.CancelledError:
+            if target is None or not target.swapped or target.result is None:
+                raise
+            # Interrupted after the swap (closing the connections, say): the nuke is done,
+            # so say so instead of "cancelled".
+            swapped = "interrupted after the new mirror was swapped in: the nuke completed"
+            target.result.note = " · ".join(filter(None, [target.result.note, swapped]))
+        assert target is not None and target.result is not None  # run_plan returned
+        return target.result
+
+    def _target(
+        self, plan: Plan, accounts: list[dict[str, Any]], client: TestIOClient
+    ) -> contextlib.AbstractContextManager[rebuild.Target]:
+        def check_account(store: Reader) -> dict[str, str]:
+            return self._check_account(store, accounts)
+
+        if plan.mode != Mode.NUKE:
+            return rebuild.live(self.path, check_account, dry_run=plan.dry_run)
+        return rebuild.rebuilding(
+            self.path,
+            plan.product_ids,
+            check_account,
+            keep_backups=self.keep_backups,
+            requests=lambda: client.stats.requests,
+        )
+
+    def _note(self) -> str | None:
+        # A `testio-toolkit sandbox` server, reached by URL: still sample data.
+        return "SANDBOX DATA (server)" if self.settings.sandbox_data and not self.sandbox else None
+
+
+class Mirror(BaseMirror):
+    """One local mirror database and the account (or sandbox) it mirrors; blocking calls.
+
+    >>> m = tt.Mirror("acme.db", token="...")        # or Mirror() for the configured default
+    >>> m.sync()                                     # -> SyncResult
+    >>> m.tests(status="running")                    # -> DataFrame
+
+    Parameters: see ``BaseMirror``. Code already in an event loop uses ``tt.AsyncMirror``,
+    with the same methods, awaited. Why two classes, as httpx has ``Client`` and
+    ``AsyncClient``: a method that sometimes blocks and sometimes returns a coroutine is a
+    trap, and names with an ``a`` prefix double the API. Here the async methods are the
+    implementation, and each method below runs its twin on the toolkit's own loop
+    (``runner.run_blocking``: works in a script, a notebook cell or inside ``asyncio.run``;
+    Ctrl-C cancels the run cleanly and raises ``Cancelled``).
+    """
 
     def sync(
         self,
@@ -354,23 +648,10 @@ class Mirror:
         Returns a SyncResult (``.status``, ``.tests.added``, ``.to_frame()`` ...).
         """
         return run_blocking(
-            self.async_(
+            as_async(self).sync(
                 products, since, dry_run=dry_run, progress=progress, on_progress=on_progress
             )
         )
-
-    async def arefresh(
-        self,
-        products: Products = None,
-        since: Since = None,
-        *,
-        dry_run: bool = False,
-        progress: bool | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> SyncResult:
-        """Async twin of ``refresh()``."""
-        plan = self._plan(Mode.REFRESH, products, since, dry_run)
-        return await self._execute(plan, progress, on_progress)
 
     def refresh(
         self,
@@ -390,237 +671,35 @@ class Mirror:
         ``deleted_upstream_at`` (never deleted). Columns and tables you added survive.
         """
         return run_blocking(
-            self.arefresh(
+            as_async(self).refresh(
                 products, since, dry_run=dry_run, progress=progress, on_progress=on_progress
             )
         )
-
-    async def anuke(
-        self,
-        products: Products = None,
-        *,
-        confirm: bool = False,
-        dry_run: bool = False,
-        progress: bool | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> NukePlan | SyncResult:
-        """Async twin of ``nuke()``."""
-        ids = _ids(products) or self.settings.product_ids
-        self._check_path()
-        plan = backups.make_plan(self.path, ids, self.keep_backups, self.source)
-        if dry_run or not confirm:
-            return plan
-        done: list[SyncResult] = []  # holds the result once the new mirror is in place
-        try:
-            with self._bars(progress, on_progress) as emit:
-                async with self._client() as client:
-                    with WriterLock(self.path, mode=Mode.NUKE, wait=self.wait):
-                        backups.clean_leftovers(self.path)
-                        accounts = await client.products()
-                        selected = select_products(accounts, ids)
-                        work = Plan(mode=Mode.NUKE, product_ids=ids)
-                        nuke = self._nuke_products if ids else self._nuke_all
-                        return await nuke(client, work, accounts, selected, emit, done)
-        except asyncio.CancelledError:
-            if not done:
-                raise
-            # Interrupted after the swap (closing the connections, say): the nuke is done,
-            # so say so instead of "cancelled".
-            result = done[0]
-            result.note = "interrupted after the new mirror was swapped in: the nuke completed"
-            return result
 
     def nuke(
         self,
         products: Products = None,
         *,
         confirm: bool = False,
-        dry_run: bool = False,
         progress: bool | None = None,
         on_progress: ProgressCallback | None = None,
-    ) -> NukePlan | SyncResult:
+    ) -> SyncResult:
         """Throw the mirror away and rebuild it from the service, safely.
 
-        >>> tt.nuke()                     # -> NukePlan: what would go, where the backup goes
+        >>> tt.nuke_plan()                # what would go, where the backup goes; reads only
         >>> tt.nuke(confirm=True)         # rebuild aside, swap in, keep a backup
         >>> tt.nuke(products=[12], confirm=True)   # rebuild one product only
 
-        Without ``confirm=True`` nothing changes. The new mirror is built beside the old one
-        and swapped in only when the rebuild read everything; otherwise RebuildFailed is
-        raised and the database is exactly as it was. ``tt.restore()`` brings the backup back.
+        Without ``confirm=True`` it raises ``ConfirmationRequired`` (``exc.plan`` is the
+        plan) and changes nothing. The new mirror is built beside the old one and swapped
+        in only when the rebuild read everything; otherwise RebuildFailed is raised and
+        the database is exactly as it was. ``tt.restore()`` brings the backup back.
         """
         return run_blocking(
-            self.anuke(
-                products,
-                confirm=confirm,
-                dry_run=dry_run,
-                progress=progress,
-                on_progress=on_progress,
+            as_async(self).nuke(
+                products, confirm=confirm, progress=progress, on_progress=on_progress
             )
         )
-
-    def _start_nuke(
-        self, accounts: list[dict[str, Any]], product_ids: tuple[int, ...], *, create: bool
-    ) -> tuple[dict[str, str], int | None]:
-        """Check the account against the live mirror and record the nuke as running there.
-
-        The run row goes into the live mirror, not only into the rebuild: an interrupted or
-        failed rebuild is thrown away, and its outcome must still be in the history (a kill
-        -9 leaves the row 'running', which the next run marks failed). Returns the account
-        identity and the row's id (None when there is no mirror yet and ``create`` is off).
-        """
-        if not self.path.exists() and not create:
-            with Store.open_read_only(self.path) as empty:
-                return self._check_account(empty, accounts), None
-        with Store.open(self.path) as live:
-            identity = self._check_account(live, accounts)
-            return identity, live.start_run(Mode.NUKE, product_ids, None) or None
-
-    def _record_failed_nuke(
-        self, run_id: int | None, product_ids: tuple[int, ...], exc: BaseException, requests: int
-    ) -> None:
-        """Write the true outcome of a nuke that did not swap in into the live mirror."""
-        result = exc.result if isinstance(exc, RebuildFailed) else None
-        status: str
-        if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | Cancelled):
-            status, error = (
-                RunStatus.CANCELLED,
-                "interrupted before the swap; the mirror was kept as it was",
-            )
-        elif isinstance(result, SyncResult):
-            status, error = result.status, str(exc)
-        else:
-            status, error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
-        counts = result.counts_json() if isinstance(result, SyncResult) else {}
-        try:
-            with Store.open(self.path) as live, live.transaction():
-                if run_id is None:
-                    run_id = live.start_run(Mode.NUKE, product_ids, None)
-                live.finish_run(
-                    run_id, status=status, requests=requests, counts=counts, error=error
-                )
-        except (ToolkitError, sqlite3.Error, OSError) as failure:  # never hide the cause
-            log.warning("could not record the nuke's outcome in %s: %s", self.path, failure)
-
-    async def _nuke_all(
-        self,
-        client: TestIOClient,
-        plan: Plan,
-        accounts: list[dict[str, Any]],
-        selected: list[dict[str, Any]],
-        emit: ProgressCallback,
-        done: list[SyncResult],
-    ) -> SyncResult:
-        identity, run_id = self._start_nuke(accounts, plan.product_ids, create=False)
-        build = backups.build_path_for(self.path)
-        try:
-            with Store.open(build) as fresh, self._previous() as previous:
-                self._record_identity(fresh, identity)
-                if self.path.exists():
-                    fresh.copy_history_from(self.path, before=run_id)
-                result = await run_plan(
-                    client,
-                    fresh,
-                    plan,
-                    accounts,
-                    selected,
-                    source=self.source,
-                    on_progress=emit,
-                    previous=previous,
-                )
-            _require_success(result, self.path)
-            # No await from here on: once swapped in, the nuke is done, whatever comes.
-            backup = backups.swap_in(build, self.path, forget_run=run_id)
-        except BaseException as exc:
-            backups.remove_database_files(build)
-            self._record_failed_nuke(run_id, plan.product_ids, exc, client.stats.requests)
-            raise
-        done.append(result)
-        backups.prune_backups(self.path, self.keep_backups)
-        result.db_path = str(self.path)
-        result.backup_path = str(backup) if backup else None
-        return result
-
-    async def _nuke_products(
-        self,
-        client: TestIOClient,
-        plan: Plan,
-        accounts: list[dict[str, Any]],
-        selected: list[dict[str, Any]],
-        emit: ProgressCallback,
-        done: list[SyncResult],
-    ) -> SyncResult:
-        existed = self.path.exists()
-        identity, run_id = self._start_nuke(accounts, plan.product_ids, create=True)
-        build = backups.build_path_for(self.path)
-        try:
-            with Store.open(build) as fresh, self._previous() as previous:
-                result = await run_plan(
-                    client,
-                    fresh,
-                    plan,
-                    accounts,
-                    selected,
-                    source=self.source,
-                    on_progress=emit,
-                    previous=previous,
-                )
-            _require_success(result, self.path)
-            # No await from here on: once replaced, the nuke is done, whatever comes.
-            backup = backups.make_backup(self.path, forget_run=run_id) if existed else None
-            with Store.open(self.path) as store:
-                self._record_identity(store, identity)
-
-                def finish() -> None:
-                    store.finish_run(
-                        run_id or 0,
-                        status=result.status,
-                        requests=result.requests,
-                        counts=result.counts_json(),
-                        error=None,
-                    )
-
-                # The rows and the run's outcome commit together.
-                store.replace_products(build, plan.product_ids, also=finish)
-        except BaseException as exc:
-            self._record_failed_nuke(run_id, plan.product_ids, exc, client.stats.requests)
-            raise
-        finally:
-            backups.remove_database_files(build)
-        done.append(result)
-        backups.prune_backups(self.path, self.keep_backups)
-        result.db_path = str(self.path)
-        result.run_id = run_id
-        result.backup_path = str(backup) if backup else None
-        return result
-
-    @contextlib.contextmanager
-    def _previous(self) -> Iterator[Reader | None]:
-        """The mirror a nuke replaces, read-only: the rebuild is checked against its tests."""
-        if not self.path.exists():
-            yield None
-            return
-        with Store.open_read_only(self.path) as store:
-            yield store
-
-    def restore(self) -> Path:
-        """Put the newest backup back in place of the database; returns the backup used.
-
-        >>> tt.restore()        # CLI: testio-toolkit restore
-
-        The database it replaces is kept as a backup in turn, so a restore can be undone.
-        """
-        with WriterLock(self.path, mode="restore", wait=self.wait):
-            backups.clean_leftovers(self.path)
-            restored, _ = backups.restore_latest(self.path)
-        backups.prune_backups(self.path, max(self.keep_backups, 1))
-        return restored
-
-    def backups(self) -> list[Path]:
-        """The backups kept beside the database, newest first."""
-        return backups.list_backups(self.path)
-
-    # -- unreadable records ---------------------------------------------------------------
 
     def retry_unreadable(self, *, progress: bool | None = None) -> SyncResult | None:
         """Read again the products whose records the service could not serve before.
@@ -630,136 +709,29 @@ class Mirror:
         Entries are marked resolved as their records are read. Returns None when nothing
         waits for a retry.
         """
-        self._check_path()
-        if not self.path.exists():
-            return None
-        with Store.open_read_only(self.path) as store:
-            ids = sorted({int(entry["product_id"]) for entry in store.open_unreadable()})
-        if not ids:
-            return None
-        return self.sync(products=ids, progress=progress)
+        return run_blocking(as_async(self).retry_unreadable(progress=progress))
 
-    def clear_unreadable(self, products: Products = None) -> int:
-        """Forget logged unreadable records (all, or some products'); returns how many."""
-        self._check_path()  # refuse a file that is not a mirror: create nothing
-        with (
-            WriterLock(self.path, mode="clear", wait=self.wait),
-            Store.open(self.path, create=False) as store,
-            store.transaction(),
-        ):
-            ids = _ids(products)
-            if not ids:
-                return store.clear_unreadable()
-            return sum(store.clear_unreadable(pid) for pid in ids)
 
-    # -- reading --------------------------------------------------------------------------
+def as_async(mirror: BaseMirror) -> AsyncMirror:
+    """The awaitable face of ``mirror``: itself, or an ``AsyncMirror`` with its settings.
 
-    def status(self) -> MirrorStatus:
-        """What the mirror holds and when each mode last ran. Reads only."""
-        self._check_path()
-        exists = self.path.exists()
-        status = MirrorStatus(
-            db_path=str(self.path),
-            source=self.source,
-            exists=exists,
-            size_bytes=self.path.stat().st_size if exists else 0,
-            backups=[p.name for p in self.backups()],
-            cannot_update=storage_problem(self.path) if self.path.parent.is_dir() else None,
-            sandbox_server=self.settings.sandbox_data and not self.sandbox,
-        )
-        if exists:
-            with Store.open_read_only(self.path) as store:
-                status.table_counts = store.table_counts()
-                status.last_runs = store.last_runs()
-                status.open_unreadable = len(store.open_unreadable())
-        return status
+    Made on each call from the mirror's attributes, so a change to ``mirror.wait`` (say)
+    applies to the next run.
+    """
+    if isinstance(mirror, AsyncMirror):
+        return mirror
+    twin = AsyncMirror.__new__(AsyncMirror)
+    vars(twin).update(vars(mirror))
+    return twin
 
-    def products(self, *, include_deleted: bool = False) -> pd.DataFrame:
-        """Products: id, name, type, sectioned, tests (count), synced_at, ..."""
-        from . import frames
 
-        self._check_path()
-        return frames.products(self.path, include_deleted=include_deleted)
-
-    def tests(
-        self,
-        product: frames.Filter = None,
-        status: frames.Filter = None,
-        since: str | None = None,
-        *,
-        include_deleted: bool = False,
-    ) -> pd.DataFrame:
-        """Tests: id, product_id, product, title, status, testing_type, start_at, end_at,
-        created_at, bugs (count) and any column you added."""
-        from . import frames
-
-        self._check_path()
-        return frames.tests(
-            self.path, product=product, status=status, since=since, include_deleted=include_deleted
-        )
-
-    def bugs(
-        self,
-        product: frames.Filter = None,
-        test: frames.Filter = None,
-        status: frames.Filter = None,
-        severity: frames.Filter = None,
-        since: str | None = None,
-        *,
-        include_deleted: bool = False,
-    ) -> pd.DataFrame:
-        """Bugs with their test's title and end and their product's name."""
-        from . import frames
-
-        self._check_path()
-        return frames.bugs(
-            self.path,
-            product=product,
-            test=test,
-            status=status,
-            severity=severity,
-            since=since,
-            include_deleted=include_deleted,
-        )
-
-    def features(self, product: frames.Filter = None) -> pd.DataFrame:
-        """Features: id, product_id, section_id, title, description, howtofind, user_stories."""
-        from . import frames
-
-        self._check_path()
-        return frames.features(self.path, product=product)
-
-    def runs(self) -> pd.DataFrame:
-        """The run history: mode, status, started_at, ended_at, seconds, requests, counts."""
-        from . import frames
-
-        self._check_path()
-        return frames.runs(self.path)
-
-    def unreadable(self, *, include_resolved: bool = False) -> pd.DataFrame:
-        """Records the service could not serve: product, kind, position, neighbours, tries."""
-        from . import frames
-
-        self._check_path()
-        return frames.unreadable(self.path, include_resolved=include_resolved)
-
-    @property
-    def db(self) -> sqlite_utils.Database:
-        """A ``sqlite_utils.Database`` on the mirror for ad-hoc queries (a new one each time).
-
-        >>> list(tt.db.query("select status, count(*) n from tests group by status"))
-        """
-        import sqlite3
-
-        import sqlite_utils
-
-        if not self.path.exists():
-            raise StoreError(f"no database at {self.path}; run a sync first", path=str(self.path))
-        if storage_problem(self.path) is not None:
-            # Read-only storage: SQLite could not make the -shm file; nobody writes there.
-            uri = f"{self.path.resolve().as_uri()}?immutable=1"
-            return sqlite_utils.Database(sqlite3.connect(uri, uri=True))
-        return sqlite_utils.Database(self.path)
+def _confirmation_required(plan: NukePlan) -> ConfirmationRequired:
+    lines = plan.lines()
+    return ConfirmationRequired(
+        f"nuke() changes nothing without confirm=True (CLI: --yes); pass it to go ahead. "
+        f"The plan: {lines[0]}; {lines[1]}",
+        plan=plan,
+    )
 
 
 def _ids(products: Products) -> tuple[int, ...]:
@@ -768,22 +740,6 @@ def _ids(products: Products) -> tuple[int, ...]:
     if isinstance(products, int | str):
         return parse_product_ids(products if isinstance(products, str) else str(products))
     return parse_product_ids([int(p) for p in products])
-
-
-def _require_success(result: SyncResult, path: Path) -> None:
-    if result.status == RunStatus.SUCCESS:
-        return
-    reasons = "; ".join(
-        f"product {r.product_id}: {r.error or f'{r.unreadable} unreadable records'}"
-        for r in result.products
-        if r.status != RunStatus.SUCCESS
-    )
-    result.db_path = str(path)  # the half-built file is gone; the database is what stays
-    raise RebuildFailed(
-        f"the rebuild did not read everything ({result.status}: {reasons}); "
-        f"{path} was left exactly as it was (only this run was added to its history)",
-        result=result,
-    )
 
 
 # -- the default mirror and the one-shot functions ----------------------------------------
@@ -798,15 +754,33 @@ def configure(
     token: str | None = None,
     base_url: str | None = None,
     products: Products = None,
-    **options: Any,
+    sandbox: bool = False,
+    sandbox_preset: str = "small",
+    keep_backups: int = 1,
+    client_options: ClientOptions | None = None,
+    progress: bool = True,
+    wait: bool | float = False,
 ) -> Mirror:
     """Set the mirror the one-shot functions (``tt.sync()`` ...) use, and return it.
 
     >>> tt.configure("~/acme.db")      # token and URL still from the environment / .env
+
+    Takes ``Mirror``'s parameters.
     """
     global _default
     with _default_lock:
-        _default = Mirror(db_path, token=token, base_url=base_url, products=products, **options)
+        _default = Mirror(
+            db_path,
+            token=token,
+            base_url=base_url,
+            products=products,
+            sandbox=sandbox,
+            sandbox_preset=sandbox_preset,
+            keep_backups=keep_backups,
+            client_options=client_options,
+            progress=progress,
+            wait=wait,
+        )
         return _default
 
 

@@ -183,31 +183,37 @@ def copy_database(
         raise
 
 
-def make_backup(path: Path, *, forget_run: int | None = None) -> Path:
+def make_backup(path: Path, *, forget_run: int | None = None, backup: Path | None = None) -> Path:
     """Copy the live database ``path`` to a new ``<stem>.backup-<time><suffix>``; its path.
 
-    ``forget_run``: see ``copy_database``.
+    ``forget_run``: see ``copy_database``. ``backup``: the name, when chosen beforehand (a
+    nuke names its backup as it starts, so its result can say where it is).
     """
-    backup = backup_path_for(path)
+    backup = backup or backup_path_for(path)
     copy_database(path, backup, beside=path, forget_run=forget_run)
     return backup
 
 
 def swap_in(
-    build: Path, path: Path, *, keep_build: bool = False, forget_run: int | None = None
+    build: Path,
+    path: Path,
+    *,
+    keep_build: bool = False,
+    forget_run: int | None = None,
+    backup: Path | None = None,
 ) -> Path | None:
     """Put ``build``'s content in place of ``path``, keeping the old content as a backup.
 
     Returns the backup's path (None when there was no database yet). ``build`` is removed
     afterwards unless ``keep_build`` (a restore's source is a backup that stays);
-    ``forget_run`` is left out of the backup (see ``copy_database``).
+    ``forget_run`` is left out of the backup (see ``copy_database``); ``backup``: its name,
+    when chosen beforehand (see ``make_backup``).
     """
     needed = database_size(build)
     if path.exists():
         needed += database_size(path)  # the backup; the build's pages go through the WAL
     what = "swap the rebuilt mirror into" if not keep_build else "restore"
     require_space(path, needed, what)
-    backup = None
     with _disk_full_is_clear(path, needed, what):
         if not path.exists():
             if keep_build:
@@ -216,7 +222,7 @@ def swap_in(
                 fold_wal(build)
                 os.replace(build, path)
             return None
-        backup = make_backup(path, forget_run=forget_run)
+        backup = make_backup(path, forget_run=forget_run, backup=backup)
         try:
             store.copy_into_live(build, path)
         except BaseException:

@@ -22,7 +22,6 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from . import api
-from .backups import NukePlan
 from .errors import Cancelled, ConfigError, ToolkitError
 from .results import SyncResult, format_table
 from .sandbox.command import sandbox
@@ -219,8 +218,7 @@ def sync(
 def _nuke(
     mirror: api.Mirror, products: tuple[int, ...], *, yes: bool, dry_run: bool, progress: bool
 ) -> None:
-    plan = mirror.nuke(products or None)
-    assert isinstance(plan, NukePlan)
+    plan = mirror.nuke_plan(products or None)  # reads only
     if dry_run:
         click.echo("\n".join(plan.lines()))
         return
@@ -240,9 +238,7 @@ def _nuke(
         if answer.strip() != CONFIRM_WORD:
             click.echo("Not confirmed; nothing changed.")
             sys.exit(EXIT_PARTIAL)
-    result = mirror.nuke(products or None, confirm=True, progress=progress)
-    assert isinstance(result, SyncResult)
-    _print_result(result)
+    _print_result(mirror.nuke(products or None, confirm=True, progress=progress))
 
 
 @cli.command()

@@ -42,7 +42,19 @@ class ConfigError(ToolkitError, ValueError):
 
 
 class ConfirmationRequired(ToolkitError):
-    """A destructive operation was asked for without explicit confirmation."""
+    """A destructive operation was asked for without explicit confirmation.
+
+    ``plan`` is what it would have done (for ``nuke()``: the ``NukePlan``); nothing changed.
+
+    >>> try:
+    ...     tt.nuke()
+    ... except tt.ConfirmationRequired as exc:
+    ...     exc.plan                    # the same as tt.nuke_plan()
+    """
+
+    def __init__(self, message: str, *, plan: object = None) -> None:
+        super().__init__(message)
+        self.plan = plan
 
 
 class RebuildFailed(ToolkitError):

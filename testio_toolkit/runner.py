@@ -11,7 +11,7 @@ where ``asyncio.run()`` refuses to start, and ``nest_asyncio`` (archived) patche
 the whole process. Instead the toolkit owns one event loop on one daemon thread and hands it
 coroutines; the calling thread only waits. That works the same in a script, in a cell, and
 inside someone else's ``asyncio.run(...)``. Code that is already async can skip all this and
-``await tt.async_()`` / ``tt.arefresh()`` / ``tt.anuke()`` directly.
+await ``tt.AsyncMirror``'s methods directly (``Mirror``'s blocking methods run them here).
 """
 
 from __future__ import annotations

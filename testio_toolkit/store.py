@@ -1048,20 +1048,15 @@ class Store(Reader):
             (status, utc_now(), requests, json.dumps(counts), error, run_id),
         )
 
-    def copy_history_from(self, other: Path, *, before: int | None = None) -> None:
+    def copy_history_from(self, other: Path) -> None:
         """Copy another mirror's ``sync_runs`` into this (new, empty) one: the audit trail.
 
-        ``before``: copy only the runs with a smaller id (a nuke leaves out its own row,
-        which the rebuild records afresh).
+        A nuke's own row, 'running' in the live mirror, comes along: the rebuild finishes it.
         """
         self._write("ATTACH DATABASE ? AS previous", (str(other),))
         try:
             with self.transaction():
-                self._write(
-                    "INSERT INTO sync_runs SELECT * FROM previous.sync_runs "
-                    "WHERE ? IS NULL OR id < ? ORDER BY id",
-                    (before, before),
-                )
+                self._write("INSERT INTO sync_runs SELECT * FROM previous.sync_runs ORDER BY id")
         finally:
             self._write("DETACH DATABASE previous")
 

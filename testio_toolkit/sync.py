@@ -43,6 +43,7 @@ import time
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from .client import TestIOClient
@@ -169,7 +170,13 @@ class Engine:
     """Runs one plan against one client and one store. Use once.
 
     ``previous`` is the mirror a nuke replaces: its tests are what the rebuild is checked
-    against (they count as held, though the rebuild is written into ``store``).
+    against (they count as held, though the rebuild is written into ``store``). The other
+    keywords are what the result says about a run that writes elsewhere than the mirror it
+    is about (a nuke's rebuild, ``rebuild.py``): ``db_path``, the mirror (default: the
+    store's file); ``run_id``, the run's row, started by the caller and copied into
+    ``store``, where the engine finishes it (None: the engine starts one); ``backup_path``,
+    where the replaced mirror is kept once a successful rebuild is in; ``note``, a word for
+    the user (sandbox data served by URL).
     """
 
     def __init__(
@@ -180,15 +187,21 @@ class Engine:
         *,
         source: str,
         on_progress: ProgressCallback | None = None,
-        run_mode: str | None = None,
         previous: Reader | None = None,
+        db_path: Path | None = None,
+        run_id: int | None = None,
+        backup_path: Path | None = None,
+        note: str | None = None,
     ) -> None:
         self.client = client
         self.store = store
         self.previous = previous
         self.plan = plan
         self.source = source
-        self.run_mode = run_mode or plan.mode
+        self.db_path = db_path or store.path
+        self.run_id = run_id
+        self.backup_path = backup_path
+        self.note = note
         self.on_progress = on_progress
         self.full = plan.mode != Mode.SYNC
         self.now = utc_now()
@@ -209,20 +222,21 @@ class Engine:
         end up in the result; run-level ones (a bad token) are raised."""
         started = time.monotonic()
         result = SyncResult(
-            mode=self.run_mode,
+            mode=self.plan.mode,
             status=RunStatus.RUNNING,
-            db_path=str(self.store.path),
+            db_path=str(self.db_path),
             source=self.source,
             dry_run=self.plan.dry_run,
             started_at=self.now,
+            note=self.note,
         )
         # Tests created after the run began may be missed by it; the next sync reads back
         # to here (the service's clock: its Date header on the product list).
         began = self.client.stats.first_server_date
         self.watermark = utc_text(began - WATERMARK_MARGIN) if began else None
         self._emit(Phase.PRODUCTS, total=len(selected))
-        result.run_id = (
-            self.store.start_run(self.run_mode, self.plan.product_ids, self.plan.since) or None
+        result.run_id = self.run_id or (
+            self.store.start_run(self.plan.mode, self.plan.product_ids, self.plan.since) or None
         )
         result.products = [
             ProductReport(product_id=int(p["id"]), name=str(p.get("name") or "")) for p in selected
@@ -251,6 +265,10 @@ class Engine:
     def _finish(self, result: SyncResult, started: float) -> None:
         result.seconds = time.monotonic() - started
         result.requests = self.client.stats.requests
+        if result.status == RunStatus.SUCCESS and self.backup_path is not None:
+            # A rebuild is swapped in only when it read everything (rebuild.py): only then
+            # is the mirror it replaces kept there.
+            result.backup_path = str(self.backup_path)
         if result.run_id:
             self.store.finish_run(
                 result.run_id,
@@ -688,20 +706,26 @@ async def run_plan(
     *,
     source: str,
     on_progress: ProgressCallback | None = None,
-    run_mode: str | None = None,
     previous: Reader | None = None,
+    db_path: Path | None = None,
+    run_id: int | None = None,
+    backup_path: Path | None = None,
+    note: str | None = None,
 ) -> SyncResult:
     """Run one plan; re-raises the first error of a task group as itself.
 
-    ``previous``: for a nuke, the mirror being replaced (see ``Engine``)."""
+    ``previous``, ``db_path``, ``run_id``, ``backup_path``, ``note``: see ``Engine``."""
     engine = Engine(
         client,
         store,
         plan,
         source=source,
         on_progress=on_progress,
-        run_mode=run_mode,
         previous=previous,
+        db_path=db_path,
+        run_id=run_id,
+        backup_path=backup_path,
+        note=note,
     )
     try:
         return await engine.run(accounts, selected)

@@ -11,14 +11,15 @@ Usage in a notebook::
 
     tt.refresh_button()         # one button with its own progress bar, summary and error line
 
-The buttons call the same ``Mirror`` methods a cell calls (``arefresh(...)`` and friends) on
-the toolkit's own event-loop thread (a ``runner.Job``), so the kernel stays usable
+The buttons call the same methods a cell calls, in their awaitable form (``AsyncMirror``:
+``await mirror.refresh(...)`` and friends; a panel takes a ``Mirror`` or an ``AsyncMirror``),
+on the toolkit's own event-loop thread (a ``runner.Job``), so the kernel stays usable
 while a job runs. Progress events arrive on that thread and move the bar; the job's
 done-callback shows the result or the error, refreshes the status and enables the buttons.
 
-**Nuke...** never nukes on one click: it shows the plan (what is thrown away, where the backup
-goes); the red **Delete and rebuild** button is enabled only while the box holds the word
-``nuke``, and **Cancel** closes the confirmation and changes nothing.
+**Nuke...** never nukes on one click: it shows the plan (``nuke_plan()``: what is thrown
+away, where the backup goes); the red **Delete and rebuild** button is enabled only while
+the box holds the word ``nuke``, and **Cancel** closes the confirmation and changes nothing.
 
 **Stop** (enabled while a job runs) is the panel's Ctrl-C: a kernel interrupt cannot reach a
 job on the loop thread, so the button cancels it there (``runner.Job.cancel()``). The run
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from .api import as_async
 from .backups import NukePlan
 from .errors import RebuildFailed
 from .results import ProgressEvent, SyncResult
@@ -51,7 +53,7 @@ from .vocabulary import PHASE_LABELS as PHASES
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
-    from .api import Mirror, MirrorStatus, Products, Since
+    from .api import BaseMirror, MirrorStatus, Products, Since
 
 Outcome = SyncResult | NukePlan
 # ipywidgets ships no type information: its objects are Any to mypy.
@@ -164,7 +166,7 @@ class _Controls:
     owns the nuke confirmation: plan, confirmation word, red button, Cancel.
     """
 
-    def __init__(self, mirror: Mirror, modes: Sequence[Mode]) -> None:
+    def __init__(self, mirror: BaseMirror, modes: Sequence[Mode]) -> None:
         w = _ipywidgets()
         self.mirror = mirror
         self.buttons: dict[Mode, Widget] = {}
@@ -318,9 +320,10 @@ class _Controls:
         return clicked
 
     def _coroutine(self, mode: Mode, options: JobOptions) -> Coroutine[Any, Any, Outcome]:
-        mirror, emit = self.mirror, self._on_progress
+        # The awaitable face: the Job runs the coroutine on the toolkit's loop thread.
+        mirror, emit = as_async(self.mirror), self._on_progress
         if mode in (Mode.SYNC, Mode.REFRESH):
-            run = mirror.async_ if mode == Mode.SYNC else mirror.arefresh
+            run = mirror.sync if mode == Mode.SYNC else mirror.refresh
             return run(
                 options.products,
                 options.since,
@@ -329,7 +332,7 @@ class _Controls:
                 on_progress=emit,
             )
         # Only reached from the red button, after the word was typed.
-        return mirror.anuke(options.products, confirm=True, progress=False, on_progress=emit)
+        return mirror.nuke(options.products, confirm=True, progress=False, on_progress=emit)
 
     def _start(self, mode: Mode, options: JobOptions) -> None:
         if self.busy:
@@ -471,10 +474,7 @@ class _Controls:
         options = self._options()
         self.error.value = ""
         try:
-            # Without confirm=True, nuke() only reads: it returns the plan.
-            plan = self.mirror.nuke(options.products, progress=False)
-            if not isinstance(plan, NukePlan):
-                raise TypeError(f"nuke() without confirmation returned {type(plan).__name__}")
+            plan = self.mirror.nuke_plan(options.products)  # reads only
         except Exception as exc:
             self._close_confirmation()
             self._show_error(exc)
@@ -542,7 +542,7 @@ class Panel(_Controls):
     job; ``result`` its outcome.
     """
 
-    def __init__(self, mirror: Mirror) -> None:
+    def __init__(self, mirror: BaseMirror) -> None:
         super().__init__(mirror, (Mode.SYNC, Mode.REFRESH, Mode.NUKE))
         w = _ipywidgets()
         self.sync_button: Widget = self.buttons[Mode.SYNC]
@@ -627,7 +627,7 @@ class ActionButton(_Controls):
 
     def __init__(
         self,
-        mirror: Mirror,
+        mirror: BaseMirror,
         mode: Mode,
         *,
         products: Products = None,
@@ -658,7 +658,7 @@ class ActionButton(_Controls):
         return self._fixed
 
 
-def _mirror(mirror: Mirror | None) -> Mirror:
+def _mirror(mirror: BaseMirror | None) -> BaseMirror:
     if mirror is not None:
         return mirror
     from .api import default_mirror
@@ -667,7 +667,7 @@ def _mirror(mirror: Mirror | None) -> Mirror:
 
 
 def sync_button(
-    mirror: Mirror | None = None,
+    mirror: BaseMirror | None = None,
     *,
     products: Products = None,
     since: Since = None,
@@ -684,7 +684,7 @@ def sync_button(
 
 
 def refresh_button(
-    mirror: Mirror | None = None,
+    mirror: BaseMirror | None = None,
     *,
     products: Products = None,
     since: Since = None,
@@ -699,7 +699,7 @@ def refresh_button(
     )
 
 
-def nuke_button(mirror: Mirror | None = None, *, products: Products = None) -> ActionButton:
+def nuke_button(mirror: BaseMirror | None = None, *, products: Products = None) -> ActionButton:
     """A Nuke... button: ``tt.nuke_button()``; it shows the plan and asks before anything.
 
     >>> b = tt.nuke_button()

@@ -165,7 +165,7 @@ def test_every_timestamp_is_a_utc_datetime_and_no_frame_holds_json(synced: tt.Mi
 def test_shift_tab_shows_real_parameters() -> None:
     import inspect
 
-    for name in ("sync", "refresh", "nuke", "async_", "arefresh", "anuke", "tests", "bugs"):
+    for name in ("sync", "refresh", "nuke", "nuke_plan", "tests", "bugs"):
         parameters = inspect.signature(getattr(tt, name)).parameters
         assert "self" not in parameters and "args" not in parameters, name
         assert not any(p.kind is p.VAR_KEYWORD for p in parameters.values()), name

@@ -405,8 +405,10 @@ class MirrorMachine(RuleBasedStateMachine):
         outcome: tt.SyncResult | NukePlan | None = None
         error: tt.ToolkitError | None = None
         try:
-            if mode == "nuke":
-                outcome = self.mirror.nuke(products, confirm=True, dry_run=dry_run)
+            if mode == "nuke" and dry_run:
+                outcome = self.mirror.nuke_plan(products)
+            elif mode == "nuke":
+                outcome = self.mirror.nuke(products, confirm=True)
             else:
                 outcome = getattr(self.mirror, mode)(products, since, dry_run=dry_run)
         except tt.ToolkitError as exc:

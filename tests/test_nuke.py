@@ -137,19 +137,45 @@ def test_nuke_without_terminal_or_yes_refuses_and_changes_nothing(
     assert not list(db_path.parent.glob("*.backup-*"))
 
 
-def test_nuke_without_confirm_returns_the_plan_and_changes_nothing(
-    mirror: tt.Mirror, db_path: Path
-) -> None:
+def test_nuke_plan_shows_what_goes_and_changes_nothing(mirror: tt.Mirror, db_path: Path) -> None:
     mirror.sync()
     before = digest(db_path)
 
-    plan = mirror.nuke()
+    plan = mirror.nuke_plan()
 
     assert isinstance(plan, NukePlan)
     assert plan.table_counts["tests"] == len(mirror.tests())
     assert str(db_path) in repr(plan)
     assert "backup" in "\n".join(plan.lines()).lower()
     assert digest(db_path) == before
+
+
+def test_nuke_without_confirm_raises_with_the_plan_and_touches_nothing(
+    mirror: tt.Mirror, db_path: Path
+) -> None:
+    with pytest.raises(tt.ConfirmationRequired):
+        mirror.nuke()
+    assert list(db_path.parent.iterdir()) == []  # no database, no lock file: nothing at all
+
+    mirror.sync()
+    mirror.nuke_plan()  # a reader leaves the -wal and -shm files a WAL database needs
+    lock = db_path.with_name(db_path.name + ".lock")
+    names = sorted(p.name for p in db_path.parent.iterdir())
+    before = (digest(db_path), db_path.stat().st_mtime_ns, lock.stat().st_mtime_ns)
+    runs_before = runs(db_path)
+
+    for unconfirmed in ({}, {"confirm": False}, {"confirm": "yes"}):
+        with pytest.raises(tt.ConfirmationRequired) as caught:
+            mirror.nuke(**unconfirmed)  # type: ignore[arg-type]
+
+        assert isinstance(caught.value.plan, NukePlan)
+        assert caught.value.plan.table_counts == mirror.nuke_plan().table_counts
+        assert "confirm=True" in str(caught.value) and "--yes" in str(caught.value)
+        assert str(db_path) in str(caught.value)
+    # No rebuild, no backup, no lock taken, no run row, the file byte for byte as it was.
+    assert sorted(p.name for p in db_path.parent.iterdir()) == names
+    assert (digest(db_path), db_path.stat().st_mtime_ns, lock.stat().st_mtime_ns) == before
+    assert runs(db_path) == runs_before
 
 
 def test_dry_run_nuke_shows_the_plan_only(sandbox: Sandbox, db_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The public surface is a reviewed list, and every name in it explains itself."""
 
 from __future__ import annotations
+import __future__
 
 import asyncio
 import inspect
@@ -8,51 +9,84 @@ import subprocess
 import sys
 
 import testio_toolkit as tt
+from testio_toolkit import errors, widgets
 from testio_toolkit.sandbox import Sandbox
 
 from .conftest import make_mirror
 
-PUBLIC = {
-    "Mirror",
-    "MirrorStatus",
-    "NukePlan",
-    "ProgressEvent",
-    "SyncResult",
-    "ToolkitError",
-    "anuke",
-    "arefresh",
-    "async_",
-    "bugs",
-    "bundled_sandbox",
-    "configure",
-    "features",
-    "nuke",
-    "nuke_button",
-    "panel",
-    "products",
-    "refresh",
-    "refresh_button",
-    "restore",
-    "retry_unreadable",
-    "runs",
-    "status",
-    "sync",
-    "sync_button",
-    "tests",
-    "unreadable",
-}
+
+def test_all_is_every_public_name_of_the_package() -> None:
+    # Derived from the module, as httpx's test_exported_members is: whatever a user can
+    # reach as tt.<name> (submodules and `from __future__` aside) is listed, and resolves.
+    defined = {
+        name
+        for name, value in vars(tt).items()
+        if not name.startswith("_")
+        and not inspect.ismodule(value)
+        and not isinstance(value, __future__._Feature)
+    }
+    assert defined | {"db"} == set(tt.__all__)
+    assert len(tt.__all__) == len(set(tt.__all__))
+    for name in tt.__all__:
+        if name != "db":  # opens the default mirror's file: tested below
+            assert getattr(tt, name) is not None
+    assert set(tt.__all__) <= set(dir(tt))
 
 
-def test_all_is_exactly_the_public_names() -> None:
-    assert set(tt.__all__) == PUBLIC
+def test_every_error_of_the_tree_is_exported() -> None:
+    for name in errors.__all__:
+        assert getattr(tt, name) is getattr(errors, name)
+        assert issubclass(getattr(tt, name), tt.ToolkitError)
 
 
 def test_every_public_name_has_a_docstring_with_a_call() -> None:
     for name in tt.__all__:
-        doc = inspect.getdoc(getattr(tt, name)) or ""
+        doc = inspect.getdoc(tt.Mirror.db if name == "db" else getattr(tt, name)) or ""
         assert doc, f"tt.{name} has no docstring"
-    for name in ("sync", "refresh", "nuke"):
+    for name in ("sync", "refresh", "nuke", "nuke_plan"):
         assert f"tt.{name}(" in (inspect.getdoc(getattr(tt.Mirror, name)) or "")
+
+
+def public_methods(cls: type) -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(member)
+        for name, member in inspect.getmembers(cls)
+        if not name.startswith("_") and callable(member)
+    }
+
+
+def test_mirror_and_async_mirror_have_the_same_methods_and_signatures() -> None:
+    blocking, awaitable = public_methods(tt.Mirror), public_methods(tt.AsyncMirror)
+
+    assert blocking == awaitable
+    assert {"sync", "refresh", "nuke", "nuke_plan", "restore", "status", "tests"} <= set(blocking)
+    # The methods that talk to the service are awaited on one face and not on the other.
+    for name in ("sync", "refresh", "nuke", "retry_unreadable"):
+        assert inspect.iscoroutinefunction(getattr(tt.AsyncMirror, name)), name
+        assert not inspect.iscoroutinefunction(getattr(tt.Mirror, name)), name
+    assert inspect.signature(tt.Mirror) == inspect.signature(tt.AsyncMirror)
+
+
+def without_self(signature: inspect.Signature) -> inspect.Signature:
+    return signature.replace(parameters=list(signature.parameters.values())[1:])
+
+
+def test_the_module_functions_take_the_mirror_methods_parameters() -> None:
+    forwarded = [
+        name
+        for name, value in vars(tt).items()
+        if inspect.isfunction(value) and not name.startswith("_") and hasattr(tt.Mirror, name)
+    ]
+    assert {"sync", "refresh", "nuke", "nuke_plan", "restore", "bugs", "runs"} <= set(forwarded)
+    for name in forwarded:
+        mirror_method = without_self(inspect.signature(getattr(tt.Mirror, name)))
+        assert inspect.signature(getattr(tt, name)) == mirror_method, name
+    configure = inspect.signature(tt.configure).parameters
+    assert configure == without_self(inspect.signature(tt.Mirror.__init__)).parameters
+    for button in ("sync_button", "refresh_button", "nuke_button"):
+        assert inspect.signature(getattr(tt, button)) == inspect.signature(
+            getattr(widgets, button)
+        ), button
 
 
 def test_importing_the_package_does_not_import_pandas_or_the_server() -> None:
@@ -65,9 +99,10 @@ def test_importing_the_package_does_not_import_pandas_or_the_server() -> None:
 
 def test_the_async_twins_work_inside_asyncio_run(sandbox: Sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
     mirror = make_mirror(sandbox, tmp_path / "m.db")
+    twin = tt.AsyncMirror(mirror.path, token=sandbox.token, base_url=sandbox.url, progress=False)
 
     async def main() -> tuple[str, str]:
-        first = await mirror.async_()
+        first = await twin.sync()
         # The plain function works from inside a running loop too.
         second = mirror.refresh()
         return first.status, second.status

@@ -155,7 +155,7 @@ def test_reprs_and_strings_of_every_public_object_hide_the_token(
 ) -> None:
     mirror = make_mirror(sb, db_path)
     result = mirror.sync()
-    plan = mirror.nuke()
+    plan = mirror.nuke_plan()
     client = TestIOClient(sb.url, SECRET)
     settings = Settings.load(token=SECRET, base_url=sb.url, db_path=db_path)
     objects: list[Any] = [
