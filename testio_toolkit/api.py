@@ -144,18 +144,7 @@ class BaseMirror:
     they are plain methods on both faces. The methods that talk to the service (``sync``,
     ``refresh``, ``nuke``, ``retry_unreadable``) are ``async def`` on ``AsyncMirror``, the
     one implementation, and blocking on ``Mirror``, which runs them on the toolkit's loop.
-
-    :param db_path: the database file (default: ``TESTIO_DB_PATH`` or the per-user folder)
-    :param token: API token (default: ``TESTIO_CUSTOMER_API_TOKEN``; none: the sandbox)
-    :param base_url: the API's base URL, path prefix included
-    :param products: default product filter (``TESTIO_PRODUCT_IDS``)
-    :param sandbox: read the bundled sandbox even when a token is configured
-    :param sandbox_preset: the bundled sandbox's size (``small``, ``medium``, ...)
-    :param keep_backups: how many nuke backups to keep beside the database
-    :param client_options: concurrency, timeouts and retry budgets
-    :param progress: show progress bars by default
-    :param wait: when another sync holds the lock, wait for it (True, or seconds) instead
-        of failing at once
+    The constructor's parameters are listed on ``Mirror``.
     """
 
     def __init__(
@@ -477,7 +466,7 @@ class AsyncMirror(BaseMirror):
     >>> await m.sync()                               # -> SyncResult
     >>> m.tests(status="running")                    # local reads are plain: -> DataFrame
 
-    The same methods and parameters as ``Mirror`` (see ``BaseMirror`` for the constructor);
+    The same constructor, methods and parameters as ``Mirror`` (tested);
     ``sync``, ``refresh``, ``nuke`` and ``retry_unreadable`` talk to the service and are
     awaited, everything else only reads local files and is a plain call.
     """
@@ -578,7 +567,7 @@ class AsyncMirror(BaseMirror):
                             previous=target.previous,
                             db_path=self.path,
                             run_id=target.run_id,
-                            backup_path=target.backup,
+                            backup_path=target.backup_path,
                             note=self._note(),
                         )
         except asyncio.CancelledError:
@@ -619,13 +608,25 @@ class Mirror(BaseMirror):
     >>> m.sync()                                     # -> SyncResult
     >>> m.tests(status="running")                    # -> DataFrame
 
-    Parameters: see ``BaseMirror``. Code already in an event loop uses ``tt.AsyncMirror``,
-    with the same methods, awaited. Why two classes, as httpx has ``Client`` and
-    ``AsyncClient``: a method that sometimes blocks and sometimes returns a coroutine is a
-    trap, and names with an ``a`` prefix double the API. Here the async methods are the
-    implementation, and each method below runs its twin on the toolkit's own loop
-    (``runner.run_blocking``: works in a script, a notebook cell or inside ``asyncio.run``;
-    Ctrl-C cancels the run cleanly and raises ``Cancelled``).
+    :param db_path: the database file (default: ``TESTIO_DB_PATH`` or the per-user folder)
+    :param token: API token (default: ``TESTIO_CUSTOMER_API_TOKEN``; none: the sandbox)
+    :param base_url: the API's base URL, path prefix included
+    :param products: default product filter (``TESTIO_PRODUCT_IDS``)
+    :param sandbox: read the bundled sandbox even when a token is configured
+    :param sandbox_preset: the bundled sandbox's size (``small``, ``medium``, ...)
+    :param keep_backups: how many nuke backups to keep beside the database
+    :param client_options: concurrency, timeouts and retry budgets
+    :param progress: show progress bars by default
+    :param wait: when another sync holds the lock, wait for it (True, or seconds) instead
+        of failing at once
+
+    Code already in an event loop uses ``tt.AsyncMirror``, with the same methods, awaited.
+    Why two classes, as httpx has ``Client`` and ``AsyncClient``: a method that sometimes
+    blocks and sometimes returns a coroutine is a trap, and twins with an ``a`` prefix double
+    every name. The async methods are the one implementation; each blocking method below runs
+    its twin on the toolkit's own loop (``runner.run_blocking``: the same in a script, a
+    notebook cell or inside ``asyncio.run``; Ctrl-C cancels the run cleanly and raises
+    ``Cancelled``). The local reads are ``BaseMirror``'s, shared by both.
     """
 
     def sync(
@@ -726,10 +727,10 @@ def as_async(mirror: BaseMirror) -> AsyncMirror:
 
 
 def _confirmation_required(plan: NukePlan) -> ConfirmationRequired:
-    lines = plan.lines()
+    what, detail = plan.lines()[:2]
     return ConfirmationRequired(
-        f"nuke() changes nothing without confirm=True (CLI: --yes); pass it to go ahead. "
-        f"The plan: {lines[0]}; {lines[1]}",
+        f"nuke() needs confirm=True to go ahead (CLI: sync --nuke --yes); nothing was changed. "
+        f"{what}: {detail[0].lower()}{detail[1:]} (the whole plan: exc.plan or tt.nuke_plan())",
         plan=plan,
     )
 

@@ -15,7 +15,7 @@ Usage::
 
     with rebuilding(path, (), check_account, keep_backups=1, requests=...) as target:
         target.result = await run_plan(client, target.store, plan, ..., run_id=target.run_id,
-                                       previous=target.previous, backup_path=target.backup)
+                                       previous=target.previous, backup_path=target.backup_path)
     # here the rebuild is in place (target.swapped), or an exception says why it is not
 
 Why the nuke's run row goes into the live mirror first, and not only into the rebuild: a
@@ -57,8 +57,8 @@ class Target:
     """The store a run writes into, and what its result is to say about it.
 
     ``previous``: the mirror a nuke replaces (its tests count as held); ``run_id``: the run
-    row the nuke started in the live mirror; ``backup``: where the replaced mirror will be
-    kept; ``result``: the run's, handed back by the caller (a rebuild decides on it);
+    row the nuke started in the live mirror; ``backup_path``: where the replaced mirror will
+    be kept; ``result``: the run's, handed back by the caller (a rebuild decides on it);
     ``swapped``: set once a rebuild is in place, after which the nuke has happened,
     whatever interrupts it.
     """
@@ -66,7 +66,7 @@ class Target:
     store: Store
     previous: Reader | None = None
     run_id: int | None = None
-    backup: Path | None = None
+    backup_path: Path | None = None
     result: SyncResult | None = None
     swapped: bool = False
 
@@ -96,7 +96,8 @@ def rebuilding(
     ``RebuildFailed``, or lets the block's exception through, the mirror as it was.
     ``requests``: the client's request count so far, for the record of a failed nuke.
     """
-    existed = path.exists()
+    # Named now, so the engine can put it in the result; written only if the rebuild is in.
+    backup = backups.backup_path_for(path) if path.exists() else None
     identity, run_id = _start(path, products, check_account)
     build = backups.build_path_for(path)
     target: Target | None = None
@@ -106,8 +107,7 @@ def rebuilding(
                 account.record(store, identity)  # the build becomes the mirror
             if path.exists():
                 store.copy_history_from(path)
-            backup = backups.backup_path_for(path) if existed else None
-            target = Target(store, previous=previous, run_id=run_id, backup=backup)
+            target = Target(store, previous=previous, run_id=run_id, backup_path=backup)
             yield target
         result = target.result
         if result is None:
@@ -118,7 +118,7 @@ def rebuilding(
         if products:
             _replace_products(path, build, products, identity, target, result)
         else:
-            backups.swap_in(build, path, forget_run=run_id, backup=target.backup)
+            backups.swap_in(build, path, forget_run=run_id, backup=target.backup_path)
         target.swapped = True
     except BaseException as exc:
         if target is None or not target.swapped:
@@ -164,8 +164,8 @@ def _replace_products(
     result: SyncResult,
 ) -> None:
     """The rebuilt products' rows in place of theirs, with the run's outcome, after a backup."""
-    if target.backup is not None:
-        backups.make_backup(path, forget_run=target.run_id, backup=target.backup)
+    if target.backup_path is not None:
+        backups.make_backup(path, forget_run=target.run_id, backup=target.backup_path)
     with Store.open(path) as store:
         account.record(store, identity)
 
