@@ -15,6 +15,8 @@ a read transaction keeps its snapshot of the old mirror, the next read sees the 
 schema change makes their statements re-prepare), and a kill -9 at any moment leaves either
 the old mirror (the transaction never committed; its WAL frames are ignored) or the new one.
 
+``rebuild.py`` runs a nuke with these pieces (when to build, swap, back up, or throw away).
+
 Every temporary file has a marker in its name (``TEMP_MARKERS``), so the next run, under the
 writer lock, removes what an interrupted one left.
 
@@ -258,7 +260,7 @@ def restore_latest(path: Path) -> tuple[Path, Path | None]:
 
 @dataclass
 class NukePlan:
-    """What ``nuke()`` would do, returned when it is called without ``confirm=True``.
+    """What ``nuke()`` would do: ``tt.nuke_plan()``, and ``ConfirmationRequired.plan``.
 
     ``table_counts`` and ``product_counts`` are the rows that would be thrown away; the
     whole file is kept as ``backup_path`` after a successful rebuild.

@@ -5,6 +5,7 @@ Usage::
     testio-toolkit sync                 # incremental
     testio-toolkit sync --force         # full, non-destructive refresh
     testio-toolkit sync --nuke          # confirmed rebuild, keeps a backup
+    testio-toolkit sync --nuke --dry-run   # the plan only: tt.nuke_plan()
     testio-toolkit status
     testio-toolkit restore
     testio-toolkit problematic list|retry|clear
@@ -192,7 +193,8 @@ def sync(
     sync --force    re-read everything and upsert it; keeps the database, local columns,
                     tables and history; marks rows gone upstream instead of deleting them
     sync --nuke     throw the mirror away and rebuild it from scratch; the old database
-                    is kept as a backup (testio-toolkit restore)
+                    is kept as a backup (testio-toolkit restore); with --dry-run: only
+                    the plan (tt.nuke_plan())
 
     Example: testio-toolkit sync --force --product 12 --since 30d
     """
