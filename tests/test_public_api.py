@@ -133,3 +133,15 @@ def test_tt_db_is_a_sqlite_utils_database_on_the_current_file(sandbox: Sandbox, 
     rows = list(tt.db.query("select count(*) as n from tests"))
 
     assert rows == [{"n": len(sandbox.truth().tests)}]
+
+
+def test_the_blocking_face_runs_the_async_one_with_its_current_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from testio_toolkit.api import as_async
+
+    mirror = tt.Mirror(tmp_path / "m.db", progress=False)
+    mirror.wait = 3  # changed after construction: the next run must see it
+
+    twin = as_async(mirror)
+
+    assert isinstance(twin, tt.AsyncMirror) and twin.path == mirror.path and twin.wait == 3
+    assert as_async(twin) is twin

@@ -94,6 +94,17 @@ def test_sync_button_fills_the_database_and_shows_a_summary(
     assert not any(b.disabled for b in all_buttons(panel))
 
 
+def test_a_panel_over_an_async_mirror_works_the_same(sandbox: Sandbox, db_path: Path) -> None:
+    # The panel awaits the mirror's async face either way (tt.AsyncMirror, or tt.Mirror's).
+    mirror = tt.AsyncMirror(db_path, token=sandbox.token, base_url=sandbox.url, progress=False)
+    panel = Panel(mirror)
+    panel.sync_button.click()
+    result = panel.wait()
+    assert isinstance(result, tt.SyncResult) and result.mode == "sync" and result.ok
+    assert count(db_path, "SELECT count(*) FROM tests") == 150
+    assert "150 tests" in panel.status_html.value
+
+
 def test_refresh_button_updates_the_database_and_shows_a_summary(
     sandbox: Sandbox, synced: tt.Mirror
 ) -> None:
