@@ -9,6 +9,7 @@ Usage::
     tt.nuke_plan()                   # what a nuke would throw away; reads only
     tt.nuke(confirm=True)            # rebuild from scratch, keep a backup (CLI: sync --nuke)
     tt.panel()                       # buttons for all of the above, in a notebook
+    tt.db.query("select ...")        # a sqlite_utils.Database on the mirror, for SQL
 
 Everything here works on the default mirror (configured from the environment, see
 ``tt.configure``); ``tt.Mirror(...)`` gives the same methods for another database, and
@@ -237,6 +238,11 @@ def __dir__() -> list[str]:
     return sorted({*globals(), "db"})
 
 
+# `db` is public (in `dir(tt)` and the module's docstring) but not in `__all__`: `__all__` is what
+# `from testio_toolkit import *` evaluates, and `db` opens the database file, so listing it
+# would make a star import fail before the first sync (tested).
+
+
 __all__ = [
     "ApiError",
     "AsyncMirror",
@@ -263,7 +269,6 @@ __all__ = [
     "bugs",
     "bundled_sandbox",
     "configure",
-    "db",
     "default_mirror",
     "features",
     "nuke",

@@ -5,6 +5,7 @@ import __future__
 
 import asyncio
 import inspect
+import os
 import subprocess
 import sys
 
@@ -25,12 +26,30 @@ def test_all_is_every_public_name_of_the_package() -> None:
         and not inspect.ismodule(value)
         and not isinstance(value, __future__._Feature)
     }
-    assert defined | {"db"} == set(tt.__all__)
+    assert defined == set(tt.__all__)
     assert len(tt.__all__) == len(set(tt.__all__))
     for name in tt.__all__:
-        if name != "db":  # opens the default mirror's file: tested below
-            assert getattr(tt, name) is not None
-    assert set(tt.__all__) <= set(dir(tt))
+        assert getattr(tt, name) is not None
+    # `db` opens the file, so it is left out of `__all__` (star imports) but shown by dir().
+    assert set(tt.__all__) | {"db"} <= set(dir(tt))
+
+
+def test_a_star_import_works_before_the_first_sync(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A fresh interpreter, no database yet: `import *` must not open (or create) anything.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
+    env["TESTIO_DB_PATH"] = str(tmp_path / "none.db")
+    script = "from testio_toolkit import *; print(Mirror.__name__, callable(sync))"
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["Mirror", "True"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_every_error_of_the_tree_is_exported() -> None:
@@ -41,8 +60,9 @@ def test_every_error_of_the_tree_is_exported() -> None:
 
 def test_every_public_name_has_a_docstring_with_a_call() -> None:
     for name in tt.__all__:
-        doc = inspect.getdoc(tt.Mirror.db if name == "db" else getattr(tt, name)) or ""
+        doc = inspect.getdoc(getattr(tt, name)) or ""
         assert doc, f"tt.{name} has no docstring"
+    assert "tt.db" in (inspect.getdoc(tt.Mirror.db) or "")
     for name in ("sync", "refresh", "nuke", "nuke_plan"):
         assert f"tt.{name}(" in (inspect.getdoc(getattr(tt.Mirror, name)) or "")
 
