@@ -5,6 +5,7 @@ Usage::
     import testio_toolkit as tt
     tt.sync()                        # incremental update (no token: the bundled sandbox)
     tt.tests(status="running")       # DataFrames: products, tests, bugs, features, runs
+    tt.changes(since="7d")           # what the runs changed: the change feed
     tt.refresh()                     # full, non-destructive refresh (CLI: sync --force)
     tt.nuke(confirm=True)            # rebuild from scratch, keep a backup (CLI: sync --nuke)
     tt.panel()                       # buttons for all of the above, in a notebook
@@ -128,6 +129,18 @@ def features(*args: Any, **options: Any) -> pd.DataFrame:
     return default_mirror().features(*args, **options)
 
 
+def changes(
+    since: str | None = "7d",
+    product: Any = None,
+    entity: Any = None,
+    kind: Any = None,
+    run: Any = None,
+) -> pd.DataFrame:
+    """What changed, one row per change: ``tt.changes(since="7d", entity="bug")``;
+    see ``Mirror.changes``."""
+    return default_mirror().changes(since=since, product=product, entity=entity, kind=kind, run=run)
+
+
 def runs() -> pd.DataFrame:
     """The run history as a DataFrame: ``tt.runs()``."""
     return default_mirror().runs()
@@ -192,6 +205,7 @@ __all__ = [
     "async_",
     "bugs",
     "bundled_sandbox",
+    "changes",
     "configure",
     "features",
     "nuke",

@@ -141,6 +141,8 @@ class Mirror:
     :param products: default product filter (``TESTIO_PRODUCT_IDS``)
     :param sandbox: read the bundled sandbox even when a token is configured
     :param keep_backups: how many nuke backups to keep beside the database
+    :param keep_changes: how long the change feed keeps rows (``"365d"``; default
+        ``TESTIO_KEEP_CHANGES``, else everything); older ones are pruned as a run ends
     :param client_options: concurrency, timeouts and retry budgets
     :param progress: show progress bars by default
     :param wait: when another sync holds the lock, wait for it (True, or seconds) instead
@@ -160,8 +162,10 @@ class Mirror:
         client_options: ClientOptions | None = None,
         progress: bool = True,
         wait: bool | float = False,
+        keep_changes: str | None = None,
     ) -> None:
         settings = Settings.load(
+            keep_changes=keep_changes,
             # No products given (None, not ()): TESTIO_PRODUCT_IDS or .env may name some.
             token=token,
             base_url=base_url,
@@ -225,7 +229,13 @@ class Mirror:
 
     def _plan(self, mode: Mode, products: Products, since: Since, dry_run: bool) -> Plan:
         ids = _ids(products) or self.settings.product_ids
-        return Plan(mode=mode, product_ids=ids, since=parse_since(since), dry_run=dry_run)
+        return Plan(
+            mode=mode,
+            product_ids=ids,
+            since=parse_since(since),
+            dry_run=dry_run,
+            keep_changes=self.settings.keep_changes,
+        )
 
     def _check_account(self, store: Reader, accounts: list[dict[str, Any]]) -> dict[str, str]:
         """Refuse to mix accounts; return the account's identity for the store's ``meta``.
@@ -418,7 +428,9 @@ class Mirror:
                         backups.clean_leftovers(self.path)
                         accounts = await client.products()
                         selected = select_products(accounts, ids)
-                        work = Plan(mode=Mode.NUKE, product_ids=ids)
+                        work = Plan(
+                            mode=Mode.NUKE, product_ids=ids, keep_changes=self.settings.keep_changes
+                        )
                         nuke = self._nuke_products if ids else self._nuke_all
                         return await nuke(client, work, accounts, selected, emit, done)
         except asyncio.CancelledError:
@@ -728,6 +740,30 @@ class Mirror:
 
         self._check_path()
         return frames.features(self.path, product=product)
+
+    def changes(
+        self,
+        since: str | None = "7d",
+        product: frames.Filter = None,
+        entity: frames.Filter = None,
+        kind: frames.Filter = None,
+        run: frames.Filter = None,
+    ) -> pd.DataFrame:
+        """What the runs changed, one row per change, oldest first (the change feed).
+
+        >>> tt.changes()                                   # the last seven days
+        >>> tt.changes(since="30d", entity="bug", kind="added")
+        >>> tt.changes(since=None, run=42)                 # everything one run recorded
+
+        Columns: at (UTC), entity (product/test/feature/bug), kind (added/changed/gone/
+        returned), field, old, new, ids, run_id, mode, product (name) and title.
+        """
+        from . import frames
+
+        self._check_path()
+        return frames.changes(
+            self.path, since=since, product=product, entity=entity, kind=kind, run=run
+        )
 
     def runs(self) -> pd.DataFrame:
         """The run history: mode, status, started_at, ended_at, seconds, requests, counts."""

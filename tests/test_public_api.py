@@ -24,6 +24,7 @@ PUBLIC = {
     "async_",
     "bugs",
     "bundled_sandbox",
+    "changes",
     "configure",
     "features",
     "nuke",
