@@ -288,7 +288,7 @@ class SyncResult:
             errors += f"<li>{html.escape(advice)}</li>"
         return (
             f"<div><p><b>{html.escape(self.headline())}</b><br>"
-            f"<span class='testio-changes'>{html.escape(self.change_line)}</span><br><code>"
+            f"<span class='testio-change-line'>{html.escape(self.change_line)}</span><br><code>"
             f"{html.escape(self.db_path)}</code></p><table><thead><tr>{head}</tr></thead>"
             f"<tbody>{body}</tbody></table>{'<ul>' + errors + '</ul>' if errors else ''}</div>"
         )
