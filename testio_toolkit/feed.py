@@ -275,7 +275,7 @@ def summary_line(tally: Tally) -> str:
             parts.append(f"{_many(count, entity)} {word}")
     changed = sum(tally.kinds[(e, ChangeKind.CHANGED)] for e in _ORDER) - named
     if changed:
-        parts.append(f"{changed} other field change{'' if changed == 1 else 's'}")
+        parts.append(f"{changed} other change{'' if changed == 1 else 's'}")
     for kind, word in ((ChangeKind.GONE, "gone"), (ChangeKind.RETURNED, "back")):
         for entity in _ORDER:
             count = tally.kinds[(entity, kind)]

@@ -126,7 +126,7 @@ def test_summary_line_names_news_transitions_and_the_rest() -> None:
     )  # fmt: skip
     assert summary_line(tally) == (
         "12 new bugs, 3 of them critical; 4 tests finished; 2 bugs rejected; "
-        "1 other field change; 1 test gone; 1 product back"
+        "1 other change; 1 test gone; 1 product back"
     )
     one = Tally()
     one.add([Change(Entity.BUG, 1, 1, ChangeKind.ADDED, severity="critical")])
@@ -351,7 +351,7 @@ def test_a_product_nuke_keeps_the_history_and_records_under_its_own_run(
     assert feed(mirror, run=nuked.run_id) == {
         ("test", test_id, "changed", "title", truth.tests[test_id]["title"], "Nach dem Nuke")
     }
-    assert nuked.change_line == "1 other field change"
+    assert nuked.change_line == "1 other change"
 
 
 def test_product_and_since_runs_record_only_what_they_touched(
