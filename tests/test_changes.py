@@ -446,7 +446,9 @@ def test_retention_prunes_older_changes_as_a_run_ends(
         make_mirror(sandbox, db_path)
 
 
-def test_a_v2_mirror_migrates_in_place_and_keeps_its_rows(tmp_path: Path) -> None:
+def test_a_v2_mirror_reads_an_empty_feed_and_migrates_in_place_keeping_its_rows(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "v2.db"
     conn = sqlite3.connect(path, isolation_level=None)
     for step in (1, 2):
@@ -458,6 +460,11 @@ def test_a_v2_mirror_migrates_in_place_and_keeps_its_rows(tmp_path: Path) -> Non
         "INSERT INTO products (id, name, raw, synced_at) VALUES (1, 'p', '{}', '2025-01-01')"
     )
     conn.close()
+    before = tt.Mirror(path, sandbox=True).changes(since=None)
+    assert before.empty and list(before.columns) == [
+        "id", "run_id", "mode", "at", "entity", "kind", "entity_id", "product_id", "test_id",
+        "field", "old", "new", "product", "title",
+    ]  # fmt: skip
 
     with Store.open(path) as store:
         assert store.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 3
