@@ -3,11 +3,11 @@
 Usage::
 
     >>> from testio_toolkit.feed import diff_row, summary_line, Tally
-    >>> before = {"status": "running", "title": "Checkout", "start_at": None, "end_at": None,
-    ...           "testing_type": "coverage"}
-    >>> [c.field for c in diff_row("tests", before, {**before, "status": "archived"},
-    ...                            was_gone=False)]
-    ['status']
+    >>> before = {"id": 7, "product_id": 3, "status": "running", "title": "Checkout",
+    ...           "start_at": None, "end_at": None, "testing_type": "coverage"}
+    >>> [(c.kind, c.field, c.old, c.new)
+    ...  for c in diff_row("tests", before, {**before, "status": "archived"}, was_gone=False)]
+    [('changed', 'status', 'running', 'archived')]
 
 Every writing run records what it changed in the ``changes`` table (``store.py`` writes the
 rows, in the same transaction as the change itself; ``tt.changes()`` reads them). Decisions,

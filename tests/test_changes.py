@@ -79,6 +79,14 @@ def other(value: str, choices: tuple[str, ...]) -> str:
 # -- the pure decisions ------------------------------------------------------------------
 
 
+def test_the_feed_modules_examples_hold() -> None:
+    import doctest
+
+    from testio_toolkit import feed
+
+    assert doctest.testmod(feed).failed == 0
+
+
 def test_diff_row_records_tracked_fields_only_and_returns_before_changes() -> None:
     before = {"status": "running", "title": "A", "start_at": None, "end_at": "x"}
     before |= {"testing_type": "coverage"}
