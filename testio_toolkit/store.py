@@ -887,7 +887,9 @@ class Store(Reader):
     def upsert(self, table: str, rows: Sequence[Row]) -> UpsertCounts:
         """Add new rows, update changed ones, leave identical ones alone; count each kind.
 
-        ``rows`` are dicts with the keys of ``COLUMNS[table]``.
+        ``rows`` are dicts with the keys of ``COLUMNS[table]``. While a run is recorded
+        (``begin_recording``), the rows it adds, changes in a tracked field or brings back
+        are recorded as changes in the same transaction (``feed.diff_row``).
         """
         counts = UpsertCounts()
         if not rows:
