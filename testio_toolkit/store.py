@@ -636,19 +636,18 @@ class Reader:
         )
         return {row[0]: TestState(row[1], row[2], bool(row[3]), bool(row[4])) for row in cursor}
 
-    def tracked_rows(self, table: str, product_ids: Sequence[int]) -> dict[int, Row]:
-        """Rows of these products as the change feed compares them: id, owners, the tracked
-        fields (``feed.TRACKED``) and ``gone`` (marked deleted upstream), by id."""
+    def tracked_rows(self, table: str, ids: Iterable[int]) -> dict[int, Row]:
+        """These rows as the change feed compares them: id, owners, the tracked fields
+        (``feed.TRACKED``) and ``gone`` (marked deleted upstream), by id."""
         owner = "id" if table == "products" else "product_id"
         extra = ", test_id" if table == "bugs" else ""
         columns = ", ".join(feed.TRACKED[table])
         found: dict[int, Row] = {}
-        for chunk in _chunks(list(product_ids)):
+        for chunk in _chunks(sorted(set(ids))):
             marks = ",".join("?" * len(chunk))
             for row in self.query(
                 f"SELECT id, {owner} AS product_id{extra}, {columns}, "
-                f"deleted_upstream_at IS NOT NULL AS gone FROM {table} "
-                f"WHERE {owner} IN ({marks})",
+                f"deleted_upstream_at IS NOT NULL AS gone FROM {table} WHERE id IN ({marks})",
                 tuple(chunk),
             ):
                 found[row["id"]] = row
@@ -1190,6 +1189,28 @@ class Store(Reader):
                 )
         finally:
             self._write("DETACH DATABASE previous")
+
+    def differing_ids(self, other: Path, table: str, product_ids: Sequence[int]) -> set[int]:
+        """Ids of these products' rows that differ between this mirror and ``other`` in
+        what the change feed compares (present, marked gone, a tracked field): the rows a
+        nuke's rebuild may have changed. SQLite compares; ``feed.diff_rebuild`` decides."""
+        owner = "id" if table == "products" else "product_id"
+        differs = " OR ".join(f"o.{c} IS NOT n.{c}" for c in feed.TRACKED[table])
+        marks = ",".join("?" * len(product_ids))
+        self._write("ATTACH DATABASE ? AS other", (str(other),))
+        try:
+            rows = self.query(
+                f"SELECT n.id FROM main.{table} n LEFT JOIN other.{table} o ON o.id = n.id "
+                f"WHERE n.{owner} IN ({marks}) AND (o.id IS NULL OR "
+                f"(o.deleted_upstream_at IS NULL) <> (n.deleted_upstream_at IS NULL) OR "
+                f"{differs}) "
+                f"UNION SELECT o.id FROM other.{table} o LEFT JOIN main.{table} n "
+                f"ON n.id = o.id WHERE o.{owner} IN ({marks}) AND n.id IS NULL",
+                (*product_ids, *product_ids),
+            )
+        finally:
+            self._write("DETACH DATABASE other")
+        return {int(row["id"]) for row in rows}
 
     def replace_products(
         self,

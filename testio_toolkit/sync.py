@@ -287,18 +287,21 @@ class Engine:
         any run); a product gone records only its ``gone`` row.
         """
         held = previous.product_ids()
-        everything = not self.plan.product_ids
-        found = feed.diff_rebuild(
-            "products",
-            previous.tracked_rows("products", held if everything else product_ids),
-            self.store.tracked_rows("products", product_ids),
+        products = (
+            sorted(set(held) | set(product_ids)) if not self.plan.product_ids else product_ids
         )
         compared = sorted(set(held) & set(product_ids))
-        for table in ("tests", "bugs", "features"):
+        found: list[feed.Change] = []
+        for table, scope in (
+            ("products", products),
+            ("tests", compared),
+            ("bugs", compared),
+            ("features", compared),
+        ):
+            # SQLite finds the rows that differ; only those are read and compared here.
+            ids = self.store.differing_ids(previous.path, table, scope) if scope else set()
             found += feed.diff_rebuild(
-                table,
-                previous.tracked_rows(table, compared),
-                self.store.tracked_rows(table, compared),
+                table, previous.tracked_rows(table, ids), self.store.tracked_rows(table, ids)
             )
         with self.store.transaction():
             self.store.record(found)
