@@ -897,6 +897,7 @@ class Store(Reader):
         recording = self.recording if self.recording and self.recording.per_row else None
         # The tracked columns come with the same read, so recording costs no extra query.
         tracked = feed.TRACKED[table] if recording else ()
+        # Each stored row as SQLite gives it: (id, raw, deleted_upstream_at, *tracked).
         existing: dict[int, tuple[Any, ...]] = {}
         ids = [row["id"] for row in rows]
         for chunk in _chunks(ids):
@@ -906,8 +907,7 @@ class Store(Reader):
                 f"FROM {table} WHERE id IN ({marks})",
                 tuple(chunk),
             )
-            for row_id, *stored in cursor:
-                existing[row_id] = tuple(stored)
+            existing.update((stored[0], stored) for stored in cursor)
         to_write: list[tuple[Any, ...]] = []
         recorded: list[Change] = []
         for row in rows:
@@ -922,8 +922,8 @@ class Store(Reader):
                     elif row["product_id"] not in recording.baseline:
                         recorded.append(feed.added(table, row))
             else:
-                changed = before[0] != row["raw"]
-                was_marked = before[1] is not None
+                changed = before[1] != row["raw"]
+                was_marked = before[2] is not None
                 counts.updated += changed
                 counts.unchanged += not changed
                 counts.unmarked += was_marked
@@ -932,7 +932,7 @@ class Store(Reader):
                 if not (changed or was_marked):
                     continue
                 if recording:
-                    stored = dict(zip(tracked, before[2:], strict=True))
+                    stored = dict(zip(tracked, before[3:], strict=True))
                     recorded += feed.diff_row(table, stored, row, was_gone=was_marked)
             to_write.append(tuple(row[c] for c in columns))
         self.record(recorded)
