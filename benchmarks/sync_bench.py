@@ -8,6 +8,7 @@ Usage::
     uv run python benchmarks/sync_bench.py --preset medium --latency-ms 50 --concurrency 4,8,16
     uv run python benchmarks/sync_bench.py --preset small --latency-ms 0 --repeat 1 --json out.json
     uv run python benchmarks/sync_bench.py --large-memory        # also: refresh of `large` < 150 MB
+    uv run python benchmarks/sync_bench.py --modes none --history-weeks 52   # change feed size
 
 Layout, so that the numbers are honest on a shared, noisy machine:
 
@@ -65,7 +66,9 @@ RATIO_TARGETS: dict[str, float | None] = {
     "first_sync": 1.5,
     "nochange_sync": None,
     "refresh_nochange": 1.3,
-    "refresh_1pct": None,
+    # Also records one change row per changed title (the change feed): the same target as
+    # the refresh that changes nothing.
+    "refresh_1pct": 1.3,
     "nuke": 1.5,
 }
 MIRROR_TABLES = ("products", "tests", "bugs", "features")
@@ -1056,6 +1059,96 @@ def large_memory_check(
     }
 
 
+def weekly_upstream_changes(sandbox: Any, week: int) -> Json:
+    """A week of an account, played on the sandbox: per product 3 new tests (with their
+    bugs), open tests moving one status on (half of them), a fifth of the bugs waiting for a
+    decision decided (7 of 10 accepted), and one test deleted in every fifth product."""
+    import random
+
+    rng = random.Random(week)
+    order = ["initialized", "waiting", "running", "locked", "customer_finalized", "archived"]
+    truth = sandbox.truth()
+    made = {"tests_added": 0, "tests_moved": 0, "bugs_decided": 0, "tests_deleted": 0}
+    for n, pid in enumerate(sorted(truth.products)):
+        tests = sandbox.test_ids(pid)
+        if n % 5 == week % 5 and len(tests) > 10:
+            doomed = tests.pop(rng.randrange(len(tests)))
+            sandbox.delete_tests([doomed])
+            made["tests_deleted"] += 1
+        for test_id in tests:
+            status = truth.tests[test_id]["status"]
+            if status in order[:-1] and rng.random() < 0.5:
+                sandbox.update_test(test_id, status=order[order.index(status) + 1])
+                made["tests_moved"] += 1
+        made["tests_added"] += len(sandbox.add_tests(pid, 3, where="sorted"))
+    for bug_id, bug in truth.bugs.items():
+        if bug["status"] == "forwarded" and rng.random() < 0.2:
+            with contextlib.suppress(LookupError):  # its test was deleted above
+                sandbox.update_bug(bug_id, status="accepted" if rng.random() < 0.7 else "rejected")
+                made["bugs_decided"] += 1
+    return made
+
+
+def history_growth(preset: str, weeks: int, workdir: Path, log: Callable[[str], None]) -> Json:
+    """The change feed's size after ``weeks`` weekly refreshes with upstream changes between
+    them (in process, no latency: this measures bytes, not time).
+
+    The feed's cost on disk is the size of a vacuumed copy of the mirror less the size of the
+    same copy without the ``changes`` table (its indexes included)."""
+    import testio_toolkit as tt
+    from testio_toolkit.sandbox import Sandbox
+
+    folder = workdir / "history"
+    folder.mkdir()
+    db = folder / "mirror.db"
+    with Sandbox(preset=preset) as sandbox:
+        mirror = tt.Mirror(db, token=sandbox.token, base_url=sandbox.url, progress=False)
+        first = mirror.sync()
+        log(f"history: first sync {first.change_line}")
+        started = time.monotonic()
+        made_total: dict[str, int] = {}
+        for week in range(weeks):
+            made = weekly_upstream_changes(sandbox, week)
+            for key, n in made.items():
+                made_total[key] = made_total.get(key, 0) + n
+            sandbox.advance(7 * 24 * 3600)
+            result = mirror.refresh()
+            if result.status != "success":
+                raise RuntimeError(f"week {week + 1}: refresh {result.status}: {result.error}")
+            log(f"history: week {week + 1}/{weeks}: {result.changes.total} changes "
+                f"({result.change_line[:90]})")  # fmt: skip
+        seconds = time.monotonic() - started
+    with_feed, without_feed = folder / "with.db", folder / "without.db"
+    conn = sqlite3.connect(db)
+    try:
+        conn.execute("VACUUM INTO ?", (str(with_feed),))
+        rows = int(conn.execute("SELECT count(*) FROM changes").fetchone()[0])
+        by_kind = dict(
+            conn.execute("SELECT entity || ' ' || kind, count(*) FROM changes GROUP BY 1")
+        )
+    finally:
+        conn.close()
+    conn = sqlite3.connect(with_feed)
+    try:
+        conn.execute("DROP TABLE changes")
+        conn.commit()
+        conn.execute("VACUUM INTO ?", (str(without_feed),))
+    finally:
+        conn.close()
+    feed_bytes = with_feed.stat().st_size - without_feed.stat().st_size
+    return {
+        "preset": preset,
+        "weeks": weeks,
+        "rows": rows,
+        "rows_by_kind": by_kind,
+        "upstream_changes": made_total,
+        "feed_mb": feed_bytes / 1e6,
+        "mirror_mb": with_feed.stat().st_size / 1e6,
+        "bytes_per_row": feed_bytes / max(rows, 1),
+        "refresh_seconds_total": seconds,
+    }
+
+
 def report_suite(concurrency: int, summaries: list[ModeSummary]) -> Json:
     """Print one suite's table and its failures; return it for the JSON report."""
     table = format_table([HEADER, *(s.row() for s in summaries)])
@@ -1129,6 +1222,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--large-latency-ms", type=float, default=None, help="default: --latency-ms"
+    )
+    parser.add_argument(
+        "--history-weeks",
+        type=int,
+        default=0,
+        help="also measure the change feed's size after this many weekly refreshes with "
+        "upstream changes between them (52: a year; several minutes on medium)",
     )
     parser.add_argument(
         "--triggers",
@@ -1236,6 +1336,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f" s), {large['refresh']['rows_written']} rows written"
             )
             ok = ok and bool(large["passed"])
+        if args.history_weeks:
+            history = history_growth(args.preset, args.history_weeks, workdir, log)
+            report["history"] = history
+            print(
+                f"\nchange feed after {history['weeks']} weekly refreshes ({args.preset}): "
+                f"{history['rows']:,} rows, {history['feed_mb']:.2f} MB "
+                f"({history['bytes_per_row']:.0f} bytes a row) in a "
+                f"{history['mirror_mb']:.1f} MB mirror; upstream: "
+                + ", ".join(f"{n:,} {k}" for k, n in history["upstream_changes"].items())
+            )
+            print("  rows: " + ", ".join(f"{n:,} {k}" for k, n in history["rows_by_kind"].items()))
     finally:
         report["load_avg_end"] = os.getloadavg()
         if args.json is not None:

@@ -5,6 +5,7 @@ Usage::
     import testio_toolkit as tt
     tt.sync()                        # incremental update (no token: the bundled sandbox)
     tt.tests(status="running")       # DataFrames: products, tests, bugs, features, runs
+    tt.changes(since="7d")           # what the runs changed: the change feed
     tt.refresh()                     # full, non-destructive refresh (CLI: sync --force)
     tt.nuke_plan()                   # what a nuke would throw away; reads only
     tt.nuke(confirm=True)            # rebuild from scratch, keep a backup (CLI: sync --nuke)
@@ -171,6 +172,18 @@ def features(product: frames.Filter = None) -> pd.DataFrame:
     return default_mirror().features(product)
 
 
+def changes(
+    since: str | None = "7d",
+    product: frames.Filter = None,
+    entity: frames.Filter = None,
+    kind: frames.Filter = None,
+    run: frames.Filter = None,
+) -> pd.DataFrame:
+    """What the runs changed, one row per change: ``tt.changes(since="7d", entity="bug")``;
+    see ``Mirror.changes``."""
+    return default_mirror().changes(since, product, entity, kind, run)
+
+
 def runs() -> pd.DataFrame:
     """The run history as a DataFrame: ``tt.runs()``."""
     return default_mirror().runs()
@@ -268,6 +281,7 @@ __all__ = [
     "ToolkitError",
     "bugs",
     "bundled_sandbox",
+    "changes",
     "configure",
     "default_mirror",
     "features",

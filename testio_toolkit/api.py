@@ -157,6 +157,7 @@ class BaseMirror:
         sandbox: bool = False,
         sandbox_preset: str = "small",
         keep_backups: int = 1,
+        keep_changes: str | None = None,
         client_options: ClientOptions | None = None,
         progress: bool = True,
         wait: bool | float = False,
@@ -167,6 +168,7 @@ class BaseMirror:
             base_url=base_url,
             db_path=db_path,
             product_ids=_ids(products) or None,
+            keep_changes=keep_changes,
         )
         if sandbox:
             # Demos and trials: the bundled sandbox even where a token is configured.
@@ -225,7 +227,13 @@ class BaseMirror:
 
     def _plan(self, mode: Mode, products: Products, since: Since, dry_run: bool) -> Plan:
         ids = _ids(products) or self.settings.product_ids
-        return Plan(mode=mode, product_ids=ids, since=parse_since(since), dry_run=dry_run)
+        return Plan(
+            mode=mode,
+            product_ids=ids,
+            since=parse_since(since),
+            dry_run=dry_run,
+            keep_changes=self.settings.keep_changes,
+        )
 
     def _check_account(self, store: Reader, accounts: list[dict[str, Any]]) -> dict[str, str]:
         """Refuse to mix accounts; return the account's identity for the store's ``meta``.
@@ -412,6 +420,30 @@ class BaseMirror:
 
         self._check_path()
         return frames.features(self.path, product=product)
+
+    def changes(
+        self,
+        since: str | None = "7d",
+        product: frames.Filter = None,
+        entity: frames.Filter = None,
+        kind: frames.Filter = None,
+        run: frames.Filter = None,
+    ) -> pd.DataFrame:
+        """What the runs changed, one row per change, oldest first (the change feed).
+
+        >>> tt.changes()                                   # the last seven days
+        >>> tt.changes(since="30d", entity="bug", kind="added")
+        >>> tt.changes(since=None, run=42)                 # everything one run recorded
+
+        Columns: at (UTC), entity (product/test/feature/bug), kind (added/changed/gone/
+        returned), field, old, new, ids, run_id, mode, product (name) and title.
+        """
+        from . import frames
+
+        self._check_path()
+        return frames.changes(
+            self.path, since=since, product=product, entity=entity, kind=kind, run=run
+        )
 
     def runs(self) -> pd.DataFrame:
         """The run history: mode, status, started_at, ended_at, seconds, requests, counts.
@@ -615,6 +647,8 @@ class Mirror(BaseMirror):
     :param sandbox: read the bundled sandbox even when a token is configured
     :param sandbox_preset: the bundled sandbox's size (``small``, ``medium``, ...)
     :param keep_backups: how many nuke backups to keep beside the database
+    :param keep_changes: how long the change feed keeps rows (``"365d"``; default
+        ``TESTIO_KEEP_CHANGES``, else everything); older ones are pruned as a run ends
     :param client_options: concurrency, timeouts and retry budgets
     :param progress: show progress bars by default
     :param wait: when another sync holds the lock, wait for it (True, or seconds) instead
@@ -758,6 +792,7 @@ def configure(
     sandbox: bool = False,
     sandbox_preset: str = "small",
     keep_backups: int = 1,
+    keep_changes: str | None = None,
     client_options: ClientOptions | None = None,
     progress: bool = True,
     wait: bool | float = False,
@@ -778,6 +813,7 @@ def configure(
             sandbox=sandbox,
             sandbox_preset=sandbox_preset,
             keep_backups=keep_backups,
+            keep_changes=keep_changes,
             client_options=client_options,
             progress=progress,
             wait=wait,

@@ -7,6 +7,7 @@ Usage::
     testio-toolkit sync --nuke          # confirmed rebuild, keeps a backup
     testio-toolkit sync --nuke --dry-run   # the plan only: tt.nuke_plan()
     testio-toolkit status
+    testio-toolkit changes --since 7d --format csv   # what the runs changed
     testio-toolkit restore
     testio-toolkit problematic list|retry|clear
     testio-toolkit sandbox --preset small --port 8765   # = python -m testio_toolkit.sandbox
@@ -16,9 +17,10 @@ Exit codes: 0 success, 1 failed or partial, 2 usage error, 130 interrupted.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -26,7 +28,10 @@ from . import api
 from .errors import Cancelled, ConfigError, ToolkitError
 from .results import SyncResult, format_table
 from .sandbox.command import sandbox
-from .vocabulary import CONFIRM_WORD
+from .vocabulary import CONFIRM_WORD, ChangeKind, Entity
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_PARTIAL = 1
@@ -115,6 +120,7 @@ def _guarded(func: F) -> F:
 def _print_result(result: SyncResult) -> None:
     click.echo(format_table(result.table()))
     click.echo(result.headline())
+    click.echo(f"changes: {result.change_line}")
     for report in result.products:
         if report.error:
             click.echo(f"  product {report.product_id}: {report.error}", err=True)
@@ -266,6 +272,114 @@ def restore(ctx: click.Context, /, **shared: Any) -> None:
     """
     restored = _mirror(ctx).restore()
     click.echo(f"Restored {restored.name}; the replaced database is kept as a backup.")
+
+
+@cli.command()
+@click.option(
+    "--since", default="7d", show_default=True, help="Changes recorded since: 30d, 2025-01-31, all."
+)
+@click.option(
+    "--product",
+    "-p",
+    "products",
+    multiple=True,
+    help="Only this product, by id or name (repeatable).",
+)
+@click.option(
+    "--entity",
+    type=click.Choice([e.value for e in Entity]),
+    multiple=True,
+    help="Only changes of this kind of record (repeatable).",
+)
+@click.option(
+    "--kind",
+    type=click.Choice([k.value for k in ChangeKind]),
+    multiple=True,
+    help="Only records added, changed, gone or returned (repeatable).",
+)
+@click.option("--run", "runs", type=int, multiple=True, help="Only this run's changes (tt.runs()).")
+@click.option(
+    "--format",
+    "shape",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="csv and json: one row per change, the columns of tt.changes(), for scripts.",
+)
+@_shared_options
+@click.pass_context
+@_guarded
+def changes(
+    ctx: click.Context,
+    /,
+    since: str,
+    products: tuple[str, ...],
+    entity: tuple[str, ...],
+    kind: tuple[str, ...],
+    runs: tuple[int, ...],
+    shape: str,
+    **shared: Any,
+) -> None:
+    """Show what the runs changed: records added, fields changed, records gone and back.
+    Reads only.
+
+    Example: testio-toolkit changes --since 30d --entity bug --format csv
+    """
+    frame = _mirror(ctx).changes(
+        since=None if since == "all" else since,
+        product=list(products) or None,
+        entity=list(entity) or None,
+        kind=list(kind) or None,
+        run=list(runs) or None,
+    )
+    rows = _plain_rows(frame)
+    if shape == "json":
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+    elif shape == "csv":
+        click.echo(frame.assign(at=[r["at"] for r in rows]).to_csv(index=False), nl=False)
+    elif not rows:
+        click.echo(f"No changes recorded since {since}.")
+    else:
+        click.echo(format_table(_change_table(rows)))
+
+
+def _plain_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The frame's rows as plain Python values (``at`` as UTC ISO text, NA as None)."""
+    out = []
+    for record in frame.to_dict(orient="records"):
+        row: dict[str, Any] = {}
+        for key, value in record.items():
+            name = str(key)
+            if value is None or (not isinstance(value, str) and value != value):  # NaN, NA
+                row[name] = None
+            elif name == "at":
+                row[name] = value.strftime("%Y-%m-%dT%H:%M:%SZ")
+            elif hasattr(value, "item"):  # numpy scalars
+                row[name] = value.item()
+            else:
+                row[name] = value if isinstance(value, int | str) else str(value)
+        out.append(row)
+    return out
+
+
+def _change_table(rows: list[dict[str, Any]]) -> list[list[str]]:
+    body = [["at", "run", "entity", "id", "kind", "field", "old -> new", "product", "title"]]
+    for row in rows:
+        change = f"{row['old']} -> {row['new']}" if row["kind"] == ChangeKind.CHANGED else ""
+        body.append(
+            [
+                row["at"],
+                str(row["run_id"]),
+                str(row["entity"]),
+                str(row["entity_id"]),
+                str(row["kind"]),
+                row["field"] or "",
+                change[:50],
+                (row["product"] or "")[:24],
+                (row["title"] or "")[:40],
+            ]
+        )
+    return body
 
 
 @cli.group()

@@ -6,6 +6,8 @@ The names of the environment variables are part of the public interface::
     TESTIO_CUSTOMER_API_BASE_URL  default https://api.test.io/customer/v2 (path prefix kept)
     TESTIO_DB_PATH                default: testio.db in the per-user data folder
     TESTIO_PRODUCT_IDS            optional comma-separated default product filter
+    TESTIO_KEEP_CHANGES           how long the change feed keeps rows ("365d", "52w";
+                                  default: everything)
 
 Usage::
 
@@ -34,6 +36,9 @@ ENV_TOKEN = "TESTIO_CUSTOMER_API_TOKEN"
 ENV_BASE_URL = "TESTIO_CUSTOMER_API_BASE_URL"
 ENV_DB_PATH = "TESTIO_DB_PATH"
 ENV_PRODUCT_IDS = "TESTIO_PRODUCT_IDS"
+ENV_KEEP_CHANGES = "TESTIO_KEEP_CHANGES"
+# What keeps every change (the default): no value, or one of these words.
+KEEP_EVERYTHING = ("", "all", "forever")
 
 
 # The token every sandbox accepts (testio_toolkit.sandbox.Sandbox): not a secret.
@@ -98,6 +103,23 @@ def parse_product_ids(value: str | int | list[int] | tuple[int, ...] | None) -> 
     return tuple(ids)
 
 
+def parse_keep(value: str | None, origin: str = "keep_changes") -> str | None:
+    """How long the change feed keeps rows: ``"365d"``, ``"52w"``, ``"48h"`` (kept as
+    written), or None for everything (no value, ``"all"``, ``"forever"``).
+
+    A bad value is a ConfigError naming where it came from.
+    """
+    text = (value or "").strip().lower()
+    if text in KEEP_EVERYTHING:
+        return None
+    if len(text) >= 2 and text[-1] in "dwh" and text[:-1].isdigit() and int(text[:-1]) > 0:
+        return text
+    raise ConfigError(
+        f"keep_changes {value!r} (from {origin}) is not a duration: use e.g. 365d, 52w or "
+        "48h, or 'all' to keep every change"
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where to read from and where to write to. Build it with ``Settings.load(...)``."""
@@ -107,6 +129,8 @@ class Settings:
     db_path: Path
     product_ids: tuple[int, ...] = ()
     sandbox_preset: str = "small"
+    # How long the change feed keeps rows ("365d"); None keeps everything.
+    keep_changes: str | None = None
     # True when db_path is our default: then its folder is ours to create.
     db_path_is_default: bool = False
     # Where each of token, base_url and db_path came from, as messages name it:
@@ -131,6 +155,7 @@ class Settings:
         base_url: str | None = None,
         db_path: str | os.PathLike[str] | None = None,
         product_ids: str | list[int] | tuple[int, ...] | None = None,
+        keep_changes: str | None = None,
         env: dict[str, str] | None = None,
         dotenv_path: str | os.PathLike[str] | None = ".env",
     ) -> Settings:
@@ -174,11 +199,15 @@ class Settings:
         else:
             path = Path(path_value).expanduser()
         ids = parse_product_ids(pick(product_ids, ENV_PRODUCT_IDS))
+        keep = parse_keep(
+            pick(keep_changes, ENV_KEEP_CHANGES, "keep_changes"), origins["keep_changes"]
+        )
         return cls(
             token=secret,
             base_url=url,
             db_path=path,
             product_ids=ids,
+            keep_changes=keep,
             db_path_is_default=path_value is None,
             origins=origins,
         )

@@ -179,7 +179,7 @@ def _replace_products(
             )
 
         # The rows and the run's outcome commit together.
-        store.replace_products(build, products, also=finish)
+        store.replace_products(build, products, run_id=target.run_id or 0, also=finish)
 
 
 def _require_success(result: SyncResult, path: Path) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .feed import Tally, summary_line
 from .vocabulary import RunStatus
 
 if TYPE_CHECKING:
@@ -131,6 +132,14 @@ class SyncResult:
     # Something the user should know about how the run ended (a nuke interrupted after
     # its swap: it completed).
     note: str | None = None
+    # What the run recorded in the change feed (a dry run: what it would record).
+    changes: Tally = field(default_factory=Tally)
+
+    @property
+    def change_line(self) -> str:
+        """The changes in a line a person reads: '12 new bugs, 3 of them critical; ...'."""
+        line = summary_line(self.changes)
+        return f"would record: {line}" if self.dry_run else line
 
     @property
     def ok(self) -> bool:
@@ -177,6 +186,7 @@ class SyncResult:
         totals: dict[str, Any] = {entity: asdict(self._total(entity)) for entity in ENTITIES}
         totals["unreadable"] = self.unreadable
         totals["products"] = {str(r.product_id): r.status for r in self.products}
+        totals["changes"] = self.changes.as_json()
         return totals
 
     def to_frame(self) -> pd.DataFrame:
@@ -229,7 +239,9 @@ class SyncResult:
 
     def __repr__(self) -> str:
         advice = self.advice()
-        return f"<SyncResult {self.headline()}{f' | {advice}' if advice else ''}>"
+        return (
+            f"<SyncResult {self.headline()} | {self.change_line}{f' | {advice}' if advice else ''}>"
+        )
 
     def table(self) -> list[list[str]]:
         """The summary as text rows (header first), for the CLI."""
@@ -275,7 +287,8 @@ class SyncResult:
         if advice := self.advice():
             errors += f"<li>{html.escape(advice)}</li>"
         return (
-            f"<div><p><b>{html.escape(self.headline())}</b><br><code>"
+            f"<div><p><b>{html.escape(self.headline())}</b><br>"
+            f"<span class='testio-change-line'>{html.escape(self.change_line)}</span><br><code>"
             f"{html.escape(self.db_path)}</code></p><table><thead><tr>{head}</tr></thead>"
             f"<tbody>{body}</tbody></table>{'<ul>' + errors + '</ul>' if errors else ''}</div>"
         )

@@ -14,6 +14,9 @@ Rules every write follows:
 - A row whose content did not change is not written at all (we compare the stored JSON
   first), so a no-change refresh rewrites nothing.
 - Rows gone upstream are marked (``deleted_upstream_at``), never deleted.
+- What a write changes is recorded in ``changes`` in the same transaction (the change feed:
+  ``feed.py`` decides, ``begin_recording`` says for which run), so the history can never
+  disagree with the mirror. A write that changes nothing records nothing.
 
 The store opens files carefully: it never creates a missing folder the user named, never
 touches a file that is not a SQLite database, and refuses one written by a newer schema.
@@ -33,11 +36,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, Self
 
+from . import feed
 from .errors import SchemaTooNew, StoreCorrupt, StoreError
+from .feed import Change, Tally
 from .rows import utc_text
 from .vocabulary import RunStatus
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Marks a file as ours (PRAGMA application_id), so we never write into someone else's SQLite.
 APPLICATION_ID = 0x7E5710
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -143,7 +148,30 @@ _SCHEMA_V1 = (
 # v2: where an incremental sync may stop reading a product's list (see sync.py).
 _SCHEMA_V2 = ("ALTER TABLE product_state ADD COLUMN watermark TEXT",)
 
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+# v3: the change feed (``feed.py``): one row per change a run recorded. Kept by refresh
+# (same file), carried over by a nuke (``copy_history_from``, ``replace_products``), brought
+# back by a restore (it is in the backup file); bounded by ``prune_changes``.
+_SCHEMA_V3 = (
+    """CREATE TABLE changes (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL,
+        mode TEXT NOT NULL,
+        at TEXT NOT NULL,
+        entity TEXT NOT NULL,
+        entity_id INTEGER NOT NULL,
+        product_id INTEGER NOT NULL,
+        test_id INTEGER,
+        kind TEXT NOT NULL,
+        field TEXT,
+        old TEXT,
+        new TEXT
+    )""",
+    "CREATE INDEX changes_by_at ON changes (at)",
+    "CREATE INDEX changes_by_product ON changes (product_id, at)",
+    "CREATE INDEX changes_by_run ON changes (run_id)",
+)
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 
 
 def _migrate(conn: sqlite3.Connection, version: int) -> None:
@@ -213,6 +241,25 @@ class UpsertCounts:
     unchanged: int = 0
     unmarked: int = 0
     changed_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Recording:
+    """Which run the store records changes for (``Store.begin_recording``).
+
+    ``per_row`` off: the writes themselves record nothing (a nuke's rebuild starts empty, so
+    everything would look added; the engine records what it changed against the replaced
+    mirror instead). ``baseline``: products new to the mirror in this run, whose tests, bugs
+    and features are not recorded one by one (see ``feed.py``). ``tally`` counts what was
+    recorded, for the run's summary line.
+    """
+
+    run_id: int
+    mode: str
+    at: str
+    per_row: bool = True
+    baseline: set[int] = field(default_factory=set)
+    tally: Tally = field(default_factory=Tally)
 
 
 class ProductState(NamedTuple):
@@ -589,6 +636,23 @@ class Reader:
         )
         return {row[0]: TestState(row[1], row[2], bool(row[3]), bool(row[4])) for row in cursor}
 
+    def tracked_rows(self, table: str, ids: Iterable[int]) -> dict[int, Row]:
+        """These rows as the change feed compares them: id, owners, the tracked fields
+        (``feed.TRACKED``) and ``gone`` (marked deleted upstream), by id."""
+        owner = "id" if table == "products" else "product_id"
+        extra = ", test_id" if table == "bugs" else ""
+        columns = ", ".join(feed.TRACKED[table])
+        found: dict[int, Row] = {}
+        for chunk in _chunks(sorted(set(ids))):
+            marks = ",".join("?" * len(chunk))
+            for row in self.query(
+                f"SELECT id, {owner} AS product_id{extra}, {columns}, "
+                f"deleted_upstream_at IS NOT NULL AS gone FROM {table} WHERE id IN ({marks})",
+                tuple(chunk),
+            ):
+                found[row["id"]] = row
+        return found
+
     def live_test_counts(self) -> dict[int, int]:
         """Live tests per product id."""
         cursor = self.conn.execute(
@@ -703,6 +767,7 @@ class Store(Reader):
         super().__init__(conn, path)
         self._checkpointer: _Checkpointer | None = None
         self._savepoints = 0  # names nested transactions apart
+        self.recording: Recording | None = None  # the run changes are recorded for
 
     _mode = "read-write"
 
@@ -821,31 +886,44 @@ class Store(Reader):
     def upsert(self, table: str, rows: Sequence[Row]) -> UpsertCounts:
         """Add new rows, update changed ones, leave identical ones alone; count each kind.
 
-        ``rows`` are dicts with the keys of ``COLUMNS[table]``.
+        ``rows`` are dicts with the keys of ``COLUMNS[table]``. While a run is recorded
+        (``begin_recording``), the rows it adds, changes in a tracked field or brings back
+        are recorded as changes in the same transaction (``feed.diff_row``).
         """
         counts = UpsertCounts()
         if not rows:
             return counts
         columns = COLUMNS[table]
-        existing: dict[int, tuple[str, str | None]] = {}
+        recording = self.recording if self.recording and self.recording.per_row else None
+        # The tracked columns come with the same read, so recording costs no extra query.
+        tracked = feed.TRACKED[table] if recording else ()
+        # Each stored row as SQLite gives it: (id, raw, deleted_upstream_at, *tracked).
+        existing: dict[int, tuple[Any, ...]] = {}
         ids = [row["id"] for row in rows]
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
             cursor = self.conn.execute(
-                f"SELECT id, raw, deleted_upstream_at FROM {table} WHERE id IN ({marks})",
+                f"SELECT id, raw, deleted_upstream_at{''.join(', ' + c for c in tracked)} "
+                f"FROM {table} WHERE id IN ({marks})",
                 tuple(chunk),
             )
-            for row_id, raw, deleted in cursor:
-                existing[row_id] = (raw, deleted)
+            existing.update((stored[0], stored) for stored in cursor)
         to_write: list[tuple[Any, ...]] = []
+        recorded: list[Change] = []
         for row in rows:
             before = existing.get(row["id"])
             if before is None:
                 counts.added += 1
                 counts.changed_ids.append(row["id"])
+                if recording:
+                    if table == "products":
+                        recording.baseline.add(int(row["id"]))
+                        recorded.append(feed.added(table, row))
+                    elif row["product_id"] not in recording.baseline:
+                        recorded.append(feed.added(table, row))
             else:
-                changed = before[0] != row["raw"]
-                was_marked = before[1] is not None
+                changed = before[1] != row["raw"]
+                was_marked = before[2] is not None
                 counts.updated += changed
                 counts.unchanged += not changed
                 counts.unmarked += was_marked
@@ -853,7 +931,11 @@ class Store(Reader):
                     counts.changed_ids.append(row["id"])
                 if not (changed or was_marked):
                     continue
+                if recording:
+                    stored = dict(zip(tracked, before[3:], strict=True))
+                    recorded += feed.diff_row(table, stored, row, was_gone=was_marked)
             to_write.append(tuple(row[c] for c in columns))
+        self.record(recorded)
         if to_write:
             marks = ",".join("?" * len(columns))
             updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
@@ -872,12 +954,47 @@ class Store(Reader):
         marked = 0
         for chunk in _chunks(todo):
             marks = ",".join("?" * len(chunk))
+            if self.recording and self.recording.per_row:
+                owners = {"products": "id AS product_id", "bugs": "product_id, test_id"}
+                live = self.query(
+                    f"SELECT id, {owners.get(table, 'product_id')} FROM {table} "
+                    f"WHERE id IN ({marks}) AND deleted_upstream_at IS NULL",
+                    tuple(chunk),
+                )
+                self.record(feed.gone(table, row) for row in live)
             marked += self._write(
                 f"UPDATE {table} SET deleted_upstream_at = ? "
                 f"WHERE id IN ({marks}) AND deleted_upstream_at IS NULL",
                 (when, *chunk),
             ).rowcount
         return marked
+
+    # -- the change feed --------------------------------------------------------------
+
+    def begin_recording(
+        self, run_id: int, mode: str, at: str, *, per_row: bool = True
+    ) -> Recording:
+        """From now on, writes record their changes under this run (see ``Recording``)."""
+        self.recording = Recording(run_id, mode, at, per_row=per_row)
+        return self.recording
+
+    def record(self, found: Iterable[Change]) -> int:
+        """Write change rows for the current run (none without ``begin_recording``)."""
+        if self.recording is None:
+            return 0
+        recording = self.recording
+        found = list(found)
+        rows = [c.as_row(recording.run_id, recording.mode, recording.at) for c in found]
+        if not rows:
+            return 0
+        marks = ",".join("?" * len(feed.COLUMNS))
+        self._write_many(f"INSERT INTO changes ({', '.join(feed.COLUMNS)}) VALUES ({marks})", rows)
+        recording.tally.add(found)
+        return len(rows)
+
+    def prune_changes(self, before: str) -> int:
+        """Delete change rows recorded before ``before`` (UTC text); returns how many."""
+        return self._write("DELETE FROM changes WHERE at < ?", (before,)).rowcount
 
     def mark_bugs_read(self, test_ids: Sequence[int], when: str) -> None:
         """Note that these tests' bugs were read completely (only the first time, so a
@@ -1049,22 +1166,51 @@ class Store(Reader):
         )
 
     def copy_history_from(self, other: Path) -> None:
-        """Copy another mirror's ``sync_runs`` into this (new, empty) one: the audit trail.
+        """Copy another mirror's ``sync_runs`` and ``changes`` into this (new, empty) one:
+        the audit trail and the change feed.
 
-        A nuke's own row, 'running' in the live mirror, comes along: the rebuild finishes it.
+        A nuke's own row, 'running' in the live mirror, comes along: the rebuild finishes it
+        (it has no change rows yet: the rebuild records them).
         """
         self._write("ATTACH DATABASE ? AS previous", (str(other),))
         try:
             with self.transaction():
                 self._write("INSERT INTO sync_runs SELECT * FROM previous.sync_runs ORDER BY id")
+                cols = ", ".join(("id", *feed.COLUMNS))
+                self._write(
+                    f"INSERT INTO changes ({cols}) SELECT {cols} FROM previous.changes ORDER BY id"
+                )
         finally:
             self._write("DETACH DATABASE previous")
+
+    def differing_ids(self, other: Path, table: str, product_ids: Sequence[int]) -> set[int]:
+        """Ids of these products' rows that differ between this mirror and ``other`` in
+        what the change feed compares (present, marked gone, a tracked field): the rows a
+        nuke's rebuild may have changed. SQLite compares; ``feed.diff_rebuild`` decides."""
+        owner = "id" if table == "products" else "product_id"
+        differs = " OR ".join(f"o.{c} IS NOT n.{c}" for c in feed.TRACKED[table])
+        marks = ",".join("?" * len(product_ids))
+        self._write("ATTACH DATABASE ? AS other", (str(other),))
+        try:
+            rows = self.query(
+                f"SELECT n.id FROM main.{table} n LEFT JOIN other.{table} o ON o.id = n.id "
+                f"WHERE n.{owner} IN ({marks}) AND (o.id IS NULL OR "
+                f"(o.deleted_upstream_at IS NULL) <> (n.deleted_upstream_at IS NULL) OR "
+                f"{differs}) "
+                f"UNION SELECT o.id FROM other.{table} o LEFT JOIN main.{table} n "
+                f"ON n.id = o.id WHERE o.{owner} IN ({marks}) AND n.id IS NULL",
+                (*product_ids, *product_ids),
+            )
+        finally:
+            self._write("DETACH DATABASE other")
+        return {int(row["id"]) for row in rows}
 
     def replace_products(
         self,
         aside: Path,
         product_ids: Sequence[int],
         *,
+        run_id: int,
         also: Callable[[], None] | None = None,
     ) -> None:
         """Swap in the rebuilt tests, bugs and features of some products, in one transaction.
@@ -1072,6 +1218,11 @@ class Store(Reader):
         ``aside`` is a mirror that holds exactly those products, freshly read. Every other
         product, and every table a user made, stays as it is. ``also`` runs inside the same
         transaction (the nuke records its outcome with the rows it swapped in).
+
+        The history stays: ``changes`` rows of these products are not deleted, and the
+        aside's change rows of the nuke's run ``run_id`` (what the rebuild changed against
+        this mirror, see ``sync.Engine``) are added. The aside's other change rows are this
+        mirror's own history, copied there for the rebuild to read.
         """
         marks = ",".join("?" * len(product_ids))
         ids = tuple(product_ids)
@@ -1091,6 +1242,12 @@ class Store(Reader):
                     f"ON CONFLICT(id) DO UPDATE SET {updates}, deleted_upstream_at = NULL"
                 )
                 self._write("INSERT INTO product_state SELECT * FROM aside.product_state")
+                cols = ", ".join(feed.COLUMNS)
+                self._write(
+                    f"INSERT INTO changes ({cols}) SELECT {cols} FROM aside.changes "
+                    "WHERE run_id = ? ORDER BY id",
+                    (run_id,),
+                )
                 if also is not None:
                     also()
         finally:

@@ -28,7 +28,11 @@ With evidence, the list is read again (``listing.MAX_PASSES``), and a product wh
 still does not prove complete is ``partial``: "the list moved while it was read".
 
 Every page and every bug batch is written in its own transaction as it arrives, together with
-the bookkeeping it implies, so an interrupted run leaves a consistent mirror. Each product
+the bookkeeping it implies and the changes it records (the change feed: the store records
+them as it writes, see ``Store.begin_recording``), so an interrupted run leaves a consistent
+mirror and history. A nuke's rebuild starts empty, so it records instead what it changed
+compared with the mirror it replaces (``_record_rebuild``), once it read everything; every
+run ends by pruning changes older than ``Plan.keep_changes``. Each product
 runs in one task group that owns its pages, details and bug batches: a failure cancels and
 awaits every sibling.
 """
@@ -46,6 +50,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from . import feed
 from .client import TestIOClient
 from .errors import ApiError, AuthenticationError, NotFound, ServiceError, first_error
 from .listing import MAX_PASSES, Listing, ListingReader, Snapshot
@@ -55,6 +60,7 @@ from .rows import (
     feature_row,
     is_final,
     is_sectioned,
+    parse_since,
     product_row,
     section_ids,
     test_row,
@@ -89,12 +95,14 @@ def count_request(kind: str) -> None:
 
 @dataclass(frozen=True)
 class Plan:
-    """What to do: the mode, an optional product filter and date limit, dry run or not."""
+    """What to do: the mode, an optional product filter and date limit, dry run or not;
+    ``keep_changes``: how long recorded changes are kept ("365d"; None: for ever)."""
 
     mode: Mode = Mode.SYNC
     product_ids: tuple[int, ...] = ()
     since: str | None = None
     dry_run: bool = False
+    keep_changes: str | None = None
 
 
 @dataclass
@@ -238,6 +246,11 @@ class Engine:
         result.run_id = self.run_id or (
             self.store.start_run(self.plan.mode, self.plan.product_ids, self.plan.since) or None
         )
+        # A rebuild (previous given) starts empty: its writes record nothing on their own.
+        recording = self.store.begin_recording(
+            result.run_id or 0, self.plan.mode, self.now, per_row=self.previous is None
+        )
+        result.changes = recording.tally
         result.products = [
             ProductReport(product_id=int(p["id"]), name=str(p.get("name") or "")) for p in selected
         ]
@@ -254,6 +267,8 @@ class Engine:
                 for product, report in work:
                     group.create_task(self._guarded_product(product, report))
             result.status = self._overall_status(result.products)
+            if self.previous is not None and result.status == RunStatus.SUCCESS:
+                self._record_rebuild(self.previous, [int(p["id"]) for p in selected])
         except BaseException as exc:
             result.status = RunStatus.CANCELLED if _is_cancel(exc) else RunStatus.FAILED
             result.error = _first_message(exc)
@@ -269,14 +284,45 @@ class Engine:
             # A rebuild is swapped in only when it read everything (rebuild.py): only then
             # is the mirror it replaces kept there.
             result.backup_path = str(self.backup_path)
-        if result.run_id:
-            self.store.finish_run(
-                result.run_id,
-                status=result.status,
-                requests=result.requests,
-                counts=result.counts_json(),
-                error=result.error,
+        keep = parse_since(self.plan.keep_changes)
+        with self.store.transaction():
+            if result.run_id:
+                self.store.finish_run(
+                    result.run_id,
+                    status=result.status,
+                    requests=result.requests,
+                    counts=result.counts_json(),
+                    error=result.error,
+                )
+            if keep is not None:
+                self.store.prune_changes(keep)
+
+    def _record_rebuild(self, previous: Reader, product_ids: list[int]) -> None:
+        """A nuke's changes: what the rebuild holds now against the mirror it replaces, for
+        the products it rebuilt (a whole nuke: also products that left the account).
+
+        A product new to the mirror records only its own ``added`` row (its baseline, as in
+        any run); a product gone records only its ``gone`` row.
+        """
+        held = previous.product_ids()
+        products = (
+            sorted(set(held) | set(product_ids)) if not self.plan.product_ids else product_ids
+        )
+        compared = sorted(set(held) & set(product_ids))
+        found: list[feed.Change] = []
+        for table, scope in (
+            ("products", products),
+            ("tests", compared),
+            ("bugs", compared),
+            ("features", compared),
+        ):
+            # SQLite finds the rows that differ; only those are read and compared here.
+            ids = self.store.differing_ids(previous.path, table, scope) if scope else set()
+            found += feed.diff_rebuild(
+                table, previous.tracked_rows(table, ids), self.store.tracked_rows(table, ids)
             )
+        with self.store.transaction():
+            self.store.record(found)
 
     @staticmethod
     def _overall_status(reports: Sequence[ProductReport]) -> str:

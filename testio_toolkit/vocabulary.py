@@ -66,6 +66,25 @@ class RunStatus(_Word):
     CANCELLED = "cancelled"
 
 
+class Entity(_Word):
+    """What a change (``changes.entity``) is about: one record of a mirror table."""
+
+    PRODUCT = "product"
+    TEST = "test"
+    FEATURE = "feature"
+    BUG = "bug"
+
+
+class ChangeKind(_Word):
+    """What happened to a record (``changes.kind``): new to the mirror, a tracked field
+    changed, gone upstream (marked ``deleted_upstream_at``), or back after being gone."""
+
+    ADDED = "added"
+    CHANGED = "changed"
+    GONE = "gone"
+    RETURNED = "returned"
+
+
 class Phase(_Word):
     """What a progress event counts."""
 

@@ -21,6 +21,11 @@ done-callback shows the result or the error, refreshes the status and enables th
 away, where the backup goes); the red **Delete and rebuild** button is enabled only while
 the box holds the word ``nuke``, and **Cancel** closes the confirmation and changes nothing.
 
+After each run the summary says what it changed ("12 new bugs, 3 of them critical; ...",
+``SyncResult.change_line``), and **What changed** (``Panel.changes_html``, a collapsible
+card) counts the last seven days of the change feed per record and kind, with the latest
+changes listed (``tt.changes()`` gives them all).
+
 **Stop** (enabled while a job runs) is the panel's Ctrl-C: a kernel interrupt cannot reach a
 job on the loop thread, so the button cancels it there (``runner.Job.cancel()``). The run
 unwinds as after Ctrl-C: what was committed stays consistent, the run is recorded as
@@ -52,6 +57,8 @@ from .vocabulary import PHASE_LABELS as PHASES
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
+
+    import pandas as pd
 
     from .api import BaseMirror, MirrorStatus, Products, Since
 
@@ -538,8 +545,8 @@ class Panel(_Controls):
     ``confirm_text``, ``confirm_button``, ``cancel_button``, ``stop_button``,
     ``products_picker`` (empty means all), ``since_picker``, ``dry_run_checkbox``,
     ``progress``, ``summary``, ``error``,
-    ``status_html``; ``widget`` is the root box; ``job`` the Future of the running or last
-    job; ``result`` its outcome.
+    ``status_html``, ``changes_html`` (the last seven days); ``widget`` is the root box;
+    ``job`` the Future of the running or last job; ``result`` its outcome.
     """
 
     def __init__(self, mirror: BaseMirror) -> None:
@@ -550,6 +557,7 @@ class Panel(_Controls):
         self.nuke_button: Widget = self.buttons[Mode.NUKE]
         self.nuke_button.button_style = "warning"
         self.status_html: Widget = w.HTML()
+        self.changes_html: Widget = w.HTML()
         self.products_picker: Widget = w.SelectMultiple(
             options=[], rows=4, description="Products", tooltip="None selected: all products"
         )
@@ -579,6 +587,7 @@ class Panel(_Controls):
                 w.HBox([self.progress, self.progress_text]),
                 self.summary,
                 self.error,
+                self.changes_html,
             ]
         )
         self.widget.add_class("testio-panel")
@@ -602,6 +611,7 @@ class Panel(_Controls):
     def refresh_status(self) -> None:
         """Show again what the mirror holds, and the products to pick from."""
         self.status_html.value = _status_html(self.mirror.status(), self.mirror.sandbox)
+        self.changes_html.value = _recent_html(self.mirror.changes(since=f"{RECENT_DAYS}d"))
         frame = self.mirror.products()
         options = [
             (f"{pid} {name}", int(pid))
@@ -773,6 +783,42 @@ def _status_html(status: MirrorStatus, sandbox: bool) -> str:
         rows.append(("Updates", "not possible here: " + html.escape(status.cannot_update)))
     body = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
     return f"<div class='testio-card testio-status'><table>{body}</table></div>"
+
+
+RECENT_DAYS = 7  # what the panel's "What changed" card covers
+RECENT_LISTED = 15  # the latest changes it lists
+
+
+def _recent_html(frame: pd.DataFrame) -> str:
+    """The last days of the change feed as a collapsible card: counts per record and kind,
+    then the latest changes, newest first."""
+    title = f"What changed in the last {RECENT_DAYS} days"
+    if frame.empty:
+        return (
+            f"<details class='testio-card testio-changes'><summary><b>{title}</b>: nothing "
+            "recorded</summary></details>"
+        )
+    counts = frame.groupby(["entity", "kind"], observed=True).size()
+    kinds = [k for k in frame["kind"].cat.categories if k in set(frame["kind"])]
+    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in kinds)
+    body = ""
+    for entity in [e for e in frame["entity"].cat.categories if e in set(frame["entity"])]:
+        cells = "".join(f"<td>{int(counts.get((entity, k), 0))}</td>" for k in kinds)
+        body += f"<tr><th>{html.escape(str(entity))}s</th>{cells}</tr>"
+    latest = ""
+    for row in frame.tail(RECENT_LISTED).iloc[::-1].itertuples():
+        what = f"{row.field}: {row.old} → {row.new}" if row.kind == "changed" else str(row.kind)
+        latest += (
+            f"<tr><td>{row.at:%Y-%m-%d %H:%M}</td><td>{html.escape(str(row.entity))} "
+            f"{row.entity_id}</td><td>{html.escape(str(row.title or ''))[:60]}</td>"
+            f"<td>{html.escape(what)}</td></tr>"
+        )
+    return (
+        f"<details class='testio-card testio-changes'><summary><b>{title}</b>: "
+        f"{len(frame):,} changes (<code>tt.changes()</code>)</summary>"
+        f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f"<p>Latest:</p><table><tbody>{latest}</tbody></table></details>"
+    )
 
 
 def _plan_html(plan: NukePlan, *, ask: bool = True) -> str:

@@ -185,3 +185,23 @@ def test_refresh_after_one_percent_changed_updates_exactly_those(
     # A test's title is part of each of its bugs (`test: {id, title}`): those change too.
     assert measured["rows_written_by_table"]["bugs"] == measured["result_counts"]["bugs"]["updated"]
     assert measured["rows_written_by_table"]["products"] == 0
+
+
+def test_the_history_figure_counts_the_change_rows_of_the_weeks_played(tmp_path: Any) -> None:
+    out = tmp_path / "history.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--preset", "small", "--modes", "none",
+         "--history-weeks", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=240, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    history = json.loads(out.read_text())["history"]
+    made, rows = history["upstream_changes"], history["rows_by_kind"]
+    # The benchmark's own record of what it changed upstream is the oracle for the feed.
+    assert rows["product added"] == 3
+    assert rows["test added"] == made["tests_added"] == 2 * 3 * 3
+    assert rows["test changed"] == made["tests_moved"]
+    assert rows["test gone"] == made["tests_deleted"]
+    assert rows["bug changed"] == made["bugs_decided"]
+    assert history["rows"] == sum(rows.values())
+    assert history["feed_mb"] > 0 and "change feed after 2 weekly refreshes" in proc.stdout

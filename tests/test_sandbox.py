@@ -750,8 +750,38 @@ def test_deleted_tests_and_products_disappear(fresh: Sandbox) -> None:
     assert other not in after.product_of_feature.values()
 
 
+def after_tests_unchanged(sb: Sandbox, before: Any) -> bool:
+    after = sb.truth()
+    return after.tests == before.tests and after.bugs == before.bugs
+
+
+def test_a_feature_update_is_served_in_its_list_and_truth_and_tests_keep_their_snapshot(
+    fresh: Sandbox,
+) -> None:
+    truth = fresh.truth()
+    tid, test = next((t, v) for t, v in truth.tests.items() if v["features"])
+    fid = test["features"][0]["feature_id"]
+    pid = truth.product_of_feature[fid]
+    section = truth.section_of_feature[fid]
+    fresh.update_feature(fid, title="Kasse 2.0 ✨")
+    with client_for(fresh) as c:
+        path = f"products/{pid}" + (f"/sections/{section}" if section else "") + "/features"
+        listed = {f["id"]: f for f in c.get(path).json()["features"]}
+        detail = c.get(f"exploratory_tests/{tid}").json()["exploratory_test"]
+    assert listed[fid]["title"] == "Kasse 2.0 ✨"
+    snapshot = next(f for f in detail["features"] if f["feature_id"] == fid)
+    assert snapshot["title"] == test["features"][0]["title"] != "Kasse 2.0 ✨"
+    assert after_tests_unchanged(fresh, truth)
+    after = fresh.truth()
+    assert after.features[fid]["title"] == "Kasse 2.0 ✨"
+    assert {k: v for k, v in after.features[fid].items() if k != "title"} == {
+        k: v for k, v in truth.features[fid].items() if k != "title"
+    }
+
+
 def test_changes_to_unknown_ids_raise_lookup_error(fresh: Sandbox) -> None:
     for change in (
+        lambda: fresh.update_feature(1, title="x"),
         lambda: fresh.update_test(1, status="archived"),
         lambda: fresh.update_bug(1, status="accepted"),
         lambda: fresh.delete_tests([1]),

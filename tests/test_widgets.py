@@ -72,6 +72,27 @@ def test_panel_shows_database_path_and_what_it_holds(synced: tt.Mirror) -> None:
     assert panel.job is None and panel.wait() is None
 
 
+def test_the_panel_shows_each_runs_change_line_and_the_last_seven_days(
+    sandbox: Sandbox, synced: tt.Mirror
+) -> None:
+    panel = Panel(synced)
+    assert "What changed in the last 7 days</b>: 3 changes" in panel.changes_html.value
+    assert "<th>products</th><td>3</td>" in panel.changes_html.value
+    pid = max(sandbox.truth().products, key=lambda p: len(sandbox.test_ids(p)))
+    new = sandbox.add_tests(pid, 1)
+    new_bugs = len(sandbox.truth([pid]).bugs) - len(synced.bugs(product=pid))
+
+    panel.refresh_button.click()
+    result = panel.wait()
+
+    assert isinstance(result, tt.SyncResult)
+    line = f"1 new test; {new_bugs} new bugs" if new_bugs else "1 new test"
+    assert result.change_line == line
+    assert line in panel.summary.value
+    assert f"{4 + new_bugs} changes" in panel.changes_html.value
+    assert f"test {new[0]}</td>" in panel.changes_html.value
+
+
 def test_panel_says_sandbox_clearly(db_path: Path) -> None:
     # No token configured: the bundled sandbox is the source (nothing is synced here).
     panel = Panel(tt.Mirror(db_path))

@@ -313,6 +313,11 @@ class Sandbox:
         """Change fields of a product (``name="..."``)."""
         self._world.update_product(product_id, fields)
 
+    def update_feature(self, feature_id: int, **fields: Any) -> None:
+        """Change fields of a product feature (``title="..."``) in its product's list;
+        tests keep the snapshot they were made with, as on the service."""
+        self._world.update_feature(feature_id, fields)
+
     def add_bugs(self, test_id: int, count: int = 4) -> list[int]:
         """Add generated bugs to a test; returns their ids."""
         return self._world.add_bugs(test_id, count)

@@ -121,6 +121,7 @@ class World:
         self._order: dict[int, list[int]] = {}
         self._test_patch: dict[int, dict[str, Any]] = {}
         self._bug_patch: dict[int, dict[str, Any]] = {}
+        self._feature_patch: dict[int, dict[str, Any]] = {}
         self._deleted_bugs: set[int] = set()
         self._added_bugs: dict[int, list[dict[str, Any]]] = {}
         self._added_bug_test: dict[int, int] = {}
@@ -333,7 +334,7 @@ class World:
                     raise Unknown(f"section {section_id} of product {product_id}")
                 ids = self._acc.section_features.get(section_id, [])
             known = self._acc.features
-            items = [objects.encode(known[f]) for f in ids if f in known]
+            items = [objects.encode(self._feature(f)) for f in ids if f in known]
             return _envelope("features", items)
 
     # -- upstream changes ------------------------------------------------------------
@@ -488,6 +489,26 @@ class World:
             self._product(product_id).update(copy.deepcopy(fields))
             self._products_json = None
 
+    def update_feature(self, feature_id: int, fields: dict[str, Any]) -> None:
+        """Change fields of a product feature (``title="..."``) in the product's list.
+
+        Tests keep the snapshot of the feature they were made with, as on the service (and
+        the generator keeps drawing test and bug texts from the original), so only the
+        features endpoints and ``truth().features`` show the change.
+        """
+        with self._lock:
+            if "id" in fields:
+                raise ValueError("a feature's id cannot change")
+            if feature_id not in self._acc.features:
+                raise Unknown(f"feature {feature_id}")
+            self._feature_patch.setdefault(feature_id, {}).update(copy.deepcopy(fields))
+
+    def _feature(self, feature_id: int) -> dict[str, Any]:
+        """A product feature as its list serves it (with the changes made to it)."""
+        feature = self._acc.features[feature_id]
+        patch = self._feature_patch.get(feature_id)
+        return copy.deepcopy(feature | patch) if patch else copy.deepcopy(feature)
+
     def test_ids(self, product_id: int) -> list[int]:
         """A product's test ids in list order (newest first)."""
         with self._lock:
@@ -523,7 +544,7 @@ class World:
                 products={p: copy.deepcopy(acc.products[p]) for p in visible if p in chosen},
                 tests=tests,
                 bugs=bugs,
-                features={f: copy.deepcopy(acc.features[f]) for f in features},
+                features={f: self._feature(f) for f in features},
                 product_of_test=product_of_test,
                 product_of_feature={f: acc.product_of_feature[f] for f in features},
                 section_of_feature={f: acc.section_of_feature[f] for f in features},
