@@ -16,7 +16,7 @@ from testio_toolkit.backups import NukePlan
 from testio_toolkit.errors import RebuildFailed, SyncInProgress
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import assert_mirror_equals_truth, cli_env, digest, make_mirror, run_cli
+from .conftest import assert_mirror_equals_truth, cli, cli_env, digest, make_mirror
 
 
 def dump(path: Path) -> dict[str, Any]:
@@ -75,15 +75,15 @@ def test_nuke_yes_rebuilds_from_scratch_keeps_a_backup_and_restore_brings_it_bac
     sandbox: Sandbox, db_path: Path
 ) -> None:
     env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    assert cli("sync", "--no-progress", env=env).exit_code == 0
     add_note(db_path)
     sandbox.delete_tests(sorted(sandbox.truth().tests)[:2])
-    assert run_cli("sync", "--force", "--no-progress", env=env).returncode == 0
+    assert cli("sync", "--force", "--no-progress", env=env).exit_code == 0
     before = dump(db_path)
 
-    nuked = run_cli("sync", "--nuke", "--yes", "--no-progress", env=env)
+    nuked = cli("sync", "--nuke", "--yes", "--no-progress", env=env)
 
-    assert nuked.returncode == 0, nuked.stderr
+    assert nuked.exit_code == 0, nuked.stderr
     assert "csm_note" not in columns(db_path, "tests")
     assert "my_tags" not in dump(db_path)
     conn = sqlite3.connect(db_path)
@@ -100,9 +100,9 @@ def test_nuke_yes_rebuilds_from_scratch_keeps_a_backup_and_restore_brings_it_bac
     assert dump(backups[0]) == before
     assert "Previous database kept as" in nuked.stdout
 
-    restored = run_cli("restore", env=env)
+    restored = cli("restore", env=env)
 
-    assert restored.returncode == 0, restored.stderr
+    assert restored.exit_code == 0, restored.stderr
     assert dump(db_path) == before
 
 
@@ -110,12 +110,12 @@ def test_force_and_nuke_together_is_a_usage_error_that_touches_nothing(
     sandbox: Sandbox, db_path: Path
 ) -> None:
     env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    assert cli("sync", "--no-progress", env=env).exit_code == 0
     before = digest(db_path)
 
-    result = run_cli("sync", "--force", "--nuke", "--yes", env=env)
+    result = cli("sync", "--force", "--nuke", "--yes", env=env)
 
-    assert result.returncode == 2
+    assert result.exit_code == 2
     assert "--force" in result.stderr
     assert "--nuke" in result.stderr
     assert digest(db_path) == before
@@ -125,13 +125,13 @@ def test_nuke_without_terminal_or_yes_refuses_and_changes_nothing(
     sandbox: Sandbox, db_path: Path
 ) -> None:
     env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    assert cli("sync", "--no-progress", env=env).exit_code == 0
     before = digest(db_path)
     sandbox.reset_counters()
 
-    result = run_cli("sync", "--nuke", env=env)
+    result = cli("sync", "--nuke", env=env)
 
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert "--yes" in result.stderr
     assert digest(db_path) == before
     assert not list(db_path.parent.glob("*.backup-*"))
@@ -154,12 +154,12 @@ def test_nuke_without_confirm_returns_the_plan_and_changes_nothing(
 
 def test_dry_run_nuke_shows_the_plan_only(sandbox: Sandbox, db_path: Path) -> None:
     env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    assert cli("sync", "--no-progress", env=env).exit_code == 0
     before = digest(db_path)
 
-    result = run_cli("sync", "--nuke", "--dry-run", env=env)
+    result = cli("sync", "--nuke", "--dry-run", env=env)
 
-    assert result.returncode == 0
+    assert result.exit_code == 0
     assert "Thrown away" in result.stdout
     assert digest(db_path) == before
 
@@ -200,7 +200,7 @@ def rebuild_has_tests(db_path: Path) -> bool:
 
 def test_a_nuke_killed_part_way_leaves_the_database_intact(sandbox: Sandbox, db_path: Path) -> None:
     env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    assert cli("sync", "--no-progress", env=env).exit_code == 0
     before, inode = dump_data(db_path), db_path.stat().st_ino
     sandbox.set_faults(latency_ms=150)
     proc = subprocess.Popen(
@@ -222,7 +222,7 @@ def test_a_nuke_killed_part_way_leaves_the_database_intact(sandbox: Sandbox, db_
     assert db_path.stat().st_ino == inode
     assert runs(db_path) == [("sync", "success"), ("nuke", "running")]
     # The next run cleans the half-built file up, records the killed nuke, and proceeds.
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    assert cli("sync", "--no-progress", env=env).exit_code == 0
     assert not list(db_path.parent.glob("*.rebuild-*"))
     assert runs(db_path) == [("sync", "success"), ("nuke", "failed"), ("sync", "success")]
 
@@ -264,7 +264,7 @@ def test_per_product_nuke_rebuilds_that_product_only(
 
 def test_a_second_process_cannot_sync_while_a_nuke_runs(sandbox: Sandbox, db_path: Path) -> None:
     env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    assert cli("sync", "--no-progress", env=env).exit_code == 0
     sandbox.set_faults(latency_ms=1500)  # the nuke outlasts the second process's start-up
     proc = subprocess.Popen(
         [sys.executable, "-m", "testio_toolkit", "sync", "--nuke", "--yes", "--no-progress"],
@@ -278,9 +278,9 @@ def test_a_second_process_cannot_sync_while_a_nuke_runs(sandbox: Sandbox, db_pat
         while not list(db_path.parent.glob("*.rebuild-*")) and time.monotonic() < deadline:
             time.sleep(0.05)
 
-        second = run_cli("sync", "--no-progress", env=env)
+        second = cli("sync", "--no-progress", env=env)
 
-        assert second.returncode == 1
+        assert second.exit_code == 1
         assert "a sync is running" in second.stderr
         assert "nuke" in second.stderr
         with pytest.raises(SyncInProgress):
@@ -293,11 +293,11 @@ def test_a_second_process_cannot_sync_while_a_nuke_runs(sandbox: Sandbox, db_pat
 
 def test_restore_without_backup_is_a_clear_error(sandbox: Sandbox, db_path: Path) -> None:
     env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    assert cli("sync", "--no-progress", env=env).exit_code == 0
 
-    result = run_cli("restore", env=env)
+    result = cli("restore", env=env)
 
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert "no backup" in result.stderr
 
 
@@ -315,9 +315,9 @@ def test_readers_see_the_new_database_after_a_nuke(mirror: tt.Mirror, sandbox: S
 
 def test_keep_backups_keeps_that_many_of_the_newest(sandbox: Sandbox, db_path: Path) -> None:
     env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    assert cli("sync", "--no-progress", env=env).exit_code == 0
     for _ in range(3):
-        result = run_cli("--keep-backups", "2", "sync", "--nuke", "--yes", "--no-progress", env=env)
-        assert result.returncode == 0, result.stderr
+        result = cli("--keep-backups", "2", "sync", "--nuke", "--yes", "--no-progress", env=env)
+        assert result.exit_code == 0, result.stderr
 
     assert len(list(db_path.parent.glob("mirror.backup-*.db"))) == 2

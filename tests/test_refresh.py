@@ -12,7 +12,7 @@ import pytest
 from testio_toolkit.rows import to_utc
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import assert_mirror_equals_truth, cli_env, digest, make_mirror, run_cli, table_rows
+from .conftest import assert_mirror_equals_truth, cli, cli_env, digest, make_mirror, table_rows
 from .test_sync import logged_writes, sorted_test_ids, watch_writes
 
 
@@ -75,17 +75,17 @@ def test_force_refresh_keeps_local_state_and_applies_every_upstream_change(
     sandbox: Sandbox, db_path: Path
 ) -> None:
     env = cli_env(sandbox, db_path)
-    first = run_cli("sync", "--no-progress", env=env)
-    assert first.returncode == 0, first.stderr
+    first = cli("sync", "--no-progress", env=env)
+    assert first.exit_code == 0, first.stderr
     annotate(db_path)
     inode = db_path.stat().st_ino
     tests_before = len(table_rows(db_path, "tests"))
     bugs_before = len(table_rows(db_path, "bugs"))
     change = change_upstream(sandbox)
 
-    refresh = run_cli("sync", "--force", "--no-progress", env=env)
+    refresh = cli("sync", "--force", "--no-progress", env=env)
 
-    assert refresh.returncode == 0, refresh.stderr
+    assert refresh.exit_code == 0, refresh.stderr
     assert db_path.stat().st_ino == inode
     tests = table_rows(db_path, "tests")
     for test_id in set(tests) - set(change["added"]):
@@ -140,16 +140,16 @@ def test_dry_run_force_is_byte_identical_and_predicts_the_real_run(
     sandbox: Sandbox, db_path: Path
 ) -> None:
     env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    assert cli("sync", "--no-progress", env=env).exit_code == 0
     change_upstream(sandbox)
     before = digest(db_path)
 
-    dry = run_cli("sync", "--force", "--dry-run", "--no-progress", env=env)
+    dry = cli("sync", "--force", "--dry-run", "--no-progress", env=env)
 
-    assert dry.returncode == 0, dry.stderr
+    assert dry.exit_code == 0, dry.stderr
     assert "dry run" in dry.stdout
     assert digest(db_path) == before
-    real = run_cli("sync", "--force", "--no-progress", env=env)
+    real = cli("sync", "--force", "--no-progress", env=env)
     assert counts_from_output(dry.stdout) == counts_from_output(real.stdout)
 
 
@@ -214,12 +214,12 @@ def test_force_with_bad_input_fails_clearly_and_changes_nothing(
     sandbox: Sandbox, db_path: Path, args: list[str], code: int, message: str
 ) -> None:
     env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    assert cli("sync", "--no-progress", env=env).exit_code == 0
     before = digest(db_path)
 
-    result = run_cli("sync", "--force", "--no-progress", *args, env=env)
+    result = cli("sync", "--force", "--no-progress", *args, env=env)
 
-    assert result.returncode == code
+    assert result.exit_code == code
     assert message in result.stderr
     assert digest(db_path) == before
 
