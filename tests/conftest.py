@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -98,6 +99,57 @@ def make_mirror(sb: Sandbox, path: Path, **options: Any) -> tt.Mirror:
 @pytest.fixture
 def mirror(sandbox: Sandbox, db_path: Path) -> tt.Mirror:
     """A mirror of the per-test sandbox in a new database file."""
+    return make_mirror(sandbox, db_path)
+
+
+# -- a synced mirror without a sync -----------------------------------------------------------
+# Most tests start from "the mirror holds the small sandbox": a first sync, 0.3-0.5 s each.
+# Every small sandbox serves the same data (one seed, the pinned anchor), so the session syncs
+# one pristine small sandbox once and a test gets a copy of that file, adopted by its own
+# sandbox. Tests about the first sync itself still sync (test_sync.py, the CLI's own tests).
+
+
+@pytest.fixture(scope="session")
+def small_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A mirror file of a pristine small sandbox after one successful sync (read-only: copy
+    it with ``synced_copy``)."""
+    folder = tmp_path_factory.mktemp("template")
+    path = folder / "mirror.db"
+    with pytest.MonkeyPatch.context() as patch, Sandbox(preset="small") as sb:
+        for name in list(os.environ):  # as clean_environment does for a test
+            if name.startswith("TESTIO_"):
+                patch.delenv(name)
+        patch.setenv(ANCHOR_VARIABLE, PINNED_NOW)
+        patch.chdir(folder)
+        result = make_mirror(sb, path).sync()
+    assert result.status == "success", result
+    assert (
+        not path.with_name(path.name + "-wal").exists()
+        or not path.with_name(path.name + "-wal").stat().st_size
+    ), "the template's WAL was not folded in"
+    return path
+
+
+def synced_copy(template: Path, sb: Sandbox, path: Path) -> Path:
+    """``path`` as a first sync of ``sb`` would leave it: a copy of ``template``, whose
+    recorded source (the base URL it was read from) is ``sb``'s. ``sb`` must still serve the
+    small preset's pristine data."""
+    import sqlite3
+
+    shutil.copyfile(template, path)
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'source'", (sb.url,))
+        conn.commit()
+    finally:
+        conn.close()
+    return path
+
+
+@pytest.fixture
+def synced(sandbox: Sandbox, db_path: Path, small_template: Path) -> tt.Mirror:
+    """``mirror`` after its first sync of the (still pristine) per-test sandbox."""
+    synced_copy(small_template, sandbox, db_path)
     return make_mirror(sandbox, db_path)
 
 

@@ -17,12 +17,6 @@ from testio_toolkit.sandbox import Sandbox
 UTC_TIME = "datetime64[ns, UTC]"
 
 
-@pytest.fixture
-def synced(mirror: tt.Mirror) -> tt.Mirror:
-    mirror.sync()
-    return mirror
-
-
 def test_tests_frame_has_the_documented_dtypes(synced: tt.Mirror) -> None:
     frame = synced.tests()
 

@@ -16,7 +16,7 @@ from testio_toolkit.backups import NukePlan
 from testio_toolkit.errors import RebuildFailed, SyncInProgress
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import assert_mirror_equals_truth, cli, cli_env, digest, make_mirror
+from .conftest import assert_mirror_equals_truth, cli, cli_env, digest, make_mirror, synced_copy
 
 
 def dump(path: Path) -> dict[str, Any]:
@@ -72,10 +72,10 @@ def add_note(path: Path) -> None:
 
 
 def test_nuke_yes_rebuilds_from_scratch_keeps_a_backup_and_restore_brings_it_back(
-    sandbox: Sandbox, db_path: Path
+    sandbox: Sandbox, db_path: Path, small_template: Path
 ) -> None:
+    synced_copy(small_template, sandbox, db_path)
     env = cli_env(sandbox, db_path)
-    assert cli("sync", "--no-progress", env=env).exit_code == 0
     add_note(db_path)
     sandbox.delete_tests(sorted(sandbox.truth().tests)[:2])
     assert cli("sync", "--force", "--no-progress", env=env).exit_code == 0
@@ -107,10 +107,10 @@ def test_nuke_yes_rebuilds_from_scratch_keeps_a_backup_and_restore_brings_it_bac
 
 
 def test_force_and_nuke_together_is_a_usage_error_that_touches_nothing(
-    sandbox: Sandbox, db_path: Path
+    sandbox: Sandbox, db_path: Path, small_template: Path
 ) -> None:
+    synced_copy(small_template, sandbox, db_path)
     env = cli_env(sandbox, db_path)
-    assert cli("sync", "--no-progress", env=env).exit_code == 0
     before = digest(db_path)
 
     result = cli("sync", "--force", "--nuke", "--yes", env=env)
@@ -122,10 +122,10 @@ def test_force_and_nuke_together_is_a_usage_error_that_touches_nothing(
 
 
 def test_nuke_without_terminal_or_yes_refuses_and_changes_nothing(
-    sandbox: Sandbox, db_path: Path
+    sandbox: Sandbox, db_path: Path, small_template: Path
 ) -> None:
+    synced_copy(small_template, sandbox, db_path)
     env = cli_env(sandbox, db_path)
-    assert cli("sync", "--no-progress", env=env).exit_code == 0
     before = digest(db_path)
     sandbox.reset_counters()
 
@@ -152,9 +152,11 @@ def test_nuke_without_confirm_returns_the_plan_and_changes_nothing(
     assert digest(db_path) == before
 
 
-def test_dry_run_nuke_shows_the_plan_only(sandbox: Sandbox, db_path: Path) -> None:
+def test_dry_run_nuke_shows_the_plan_only(
+    sandbox: Sandbox, db_path: Path, small_template: Path
+) -> None:
+    synced_copy(small_template, sandbox, db_path)
     env = cli_env(sandbox, db_path)
-    assert cli("sync", "--no-progress", env=env).exit_code == 0
     before = digest(db_path)
 
     result = cli("sync", "--nuke", "--dry-run", env=env)
@@ -198,9 +200,11 @@ def rebuild_has_tests(db_path: Path) -> bool:
     return False
 
 
-def test_a_nuke_killed_part_way_leaves_the_database_intact(sandbox: Sandbox, db_path: Path) -> None:
+def test_a_nuke_killed_part_way_leaves_the_database_intact(
+    sandbox: Sandbox, db_path: Path, small_template: Path
+) -> None:
+    synced_copy(small_template, sandbox, db_path)
     env = cli_env(sandbox, db_path)
-    assert cli("sync", "--no-progress", env=env).exit_code == 0
     before, inode = dump_data(db_path), db_path.stat().st_ino
     sandbox.set_faults(latency_ms=150)
     proc = subprocess.Popen(
@@ -262,9 +266,11 @@ def test_per_product_nuke_rebuilds_that_product_only(
         assert rows_after == rows_before
 
 
-def test_a_second_process_cannot_sync_while_a_nuke_runs(sandbox: Sandbox, db_path: Path) -> None:
+def test_a_second_process_cannot_sync_while_a_nuke_runs(
+    sandbox: Sandbox, db_path: Path, small_template: Path
+) -> None:
+    synced_copy(small_template, sandbox, db_path)
     env = cli_env(sandbox, db_path)
-    assert cli("sync", "--no-progress", env=env).exit_code == 0
     sandbox.set_faults(latency_ms=1500)  # the nuke outlasts the second process's start-up
     proc = subprocess.Popen(
         [sys.executable, "-m", "testio_toolkit", "sync", "--nuke", "--yes", "--no-progress"],
@@ -291,9 +297,11 @@ def test_a_second_process_cannot_sync_while_a_nuke_runs(sandbox: Sandbox, db_pat
     assert proc.returncode == 0
 
 
-def test_restore_without_backup_is_a_clear_error(sandbox: Sandbox, db_path: Path) -> None:
+def test_restore_without_backup_is_a_clear_error(
+    sandbox: Sandbox, db_path: Path, small_template: Path
+) -> None:
+    synced_copy(small_template, sandbox, db_path)
     env = cli_env(sandbox, db_path)
-    assert cli("sync", "--no-progress", env=env).exit_code == 0
 
     result = cli("restore", env=env)
 
@@ -313,9 +321,11 @@ def test_readers_see_the_new_database_after_a_nuke(mirror: tt.Mirror, sandbox: S
     assert not set(gone) & set(mirror.tests(include_deleted=True)["id"])
 
 
-def test_keep_backups_keeps_that_many_of_the_newest(sandbox: Sandbox, db_path: Path) -> None:
+def test_keep_backups_keeps_that_many_of_the_newest(
+    sandbox: Sandbox, db_path: Path, small_template: Path
+) -> None:
+    synced_copy(small_template, sandbox, db_path)
     env = cli_env(sandbox, db_path)
-    assert cli("sync", "--no-progress", env=env).exit_code == 0
     for _ in range(3):
         result = cli("--keep-backups", "2", "sync", "--nuke", "--yes", "--no-progress", env=env)
         assert result.exit_code == 0, result.stderr

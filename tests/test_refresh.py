@@ -12,7 +12,15 @@ import pytest
 from testio_toolkit.rows import to_utc
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import assert_mirror_equals_truth, cli, cli_env, digest, make_mirror, table_rows
+from .conftest import (
+    assert_mirror_equals_truth,
+    cli,
+    cli_env,
+    digest,
+    make_mirror,
+    synced_copy,
+    table_rows,
+)
 from .test_sync import logged_writes, sorted_test_ids, watch_writes
 
 
@@ -120,10 +128,10 @@ def test_force_refresh_keeps_local_state_and_applies_every_upstream_change(
 
 
 def test_second_refresh_with_nothing_changed_rewrites_no_row(
-    sandbox: Sandbox, db_path: Path
+    sandbox: Sandbox, db_path: Path, small_template: Path
 ) -> None:
+    synced_copy(small_template, sandbox, db_path)
     mirror = make_mirror(sandbox, db_path)
-    mirror.sync()
     mirror.refresh()
     watch_writes(db_path)
 
@@ -137,10 +145,10 @@ def test_second_refresh_with_nothing_changed_rewrites_no_row(
 
 
 def test_dry_run_force_is_byte_identical_and_predicts_the_real_run(
-    sandbox: Sandbox, db_path: Path
+    sandbox: Sandbox, db_path: Path, small_template: Path
 ) -> None:
+    synced_copy(small_template, sandbox, db_path)
     env = cli_env(sandbox, db_path)
-    assert cli("sync", "--no-progress", env=env).exit_code == 0
     change_upstream(sandbox)
     before = digest(db_path)
 
@@ -153,9 +161,11 @@ def test_dry_run_force_is_byte_identical_and_predicts_the_real_run(
     assert counts_from_output(dry.stdout) == counts_from_output(real.stdout)
 
 
-def test_refresh_of_one_product_touches_no_other_product(sandbox: Sandbox, db_path: Path) -> None:
+def test_refresh_of_one_product_touches_no_other_product(
+    sandbox: Sandbox, db_path: Path, small_template: Path
+) -> None:
+    synced_copy(small_template, sandbox, db_path)
     mirror = make_mirror(sandbox, db_path)
-    mirror.sync()
     products = sorted(sandbox.truth().products)
     watch_writes(db_path)
     for product_id in products:  # changes everywhere; only one product is refreshed
@@ -178,9 +188,11 @@ def test_refresh_of_one_product_touches_no_other_product(sandbox: Sandbox, db_pa
     assert bug_products in ([], [(products[0],)])
 
 
-def test_refresh_since_marks_nothing_outside_its_window(sandbox: Sandbox, db_path: Path) -> None:
+def test_refresh_since_marks_nothing_outside_its_window(
+    sandbox: Sandbox, db_path: Path, small_template: Path
+) -> None:
+    synced_copy(small_template, sandbox, db_path)
     mirror = make_mirror(sandbox, db_path)
-    mirror.sync()
     truth = sandbox.truth()
     ordered = sorted(truth.tests, key=lambda t: to_utc(truth.tests[t]["end_at"]) or "")
     since = (to_utc(truth.tests[ordered[len(ordered) // 2]]["end_at"]) or "")[:10]
@@ -211,10 +223,10 @@ def test_refresh_since_marks_nothing_outside_its_window(sandbox: Sandbox, db_pat
     ],
 )
 def test_force_with_bad_input_fails_clearly_and_changes_nothing(
-    sandbox: Sandbox, db_path: Path, args: list[str], code: int, message: str
+    sandbox: Sandbox, db_path: Path, small_template: Path, args: list[str], code: int, message: str
 ) -> None:
+    synced_copy(small_template, sandbox, db_path)
     env = cli_env(sandbox, db_path)
-    assert cli("sync", "--no-progress", env=env).exit_code == 0
     before = digest(db_path)
 
     result = cli("sync", "--force", "--no-progress", *args, env=env)
@@ -224,9 +236,11 @@ def test_force_with_bad_input_fails_clearly_and_changes_nothing(
     assert digest(db_path) == before
 
 
-def test_bugs_of_a_deleted_test_are_marked_gone(sandbox: Sandbox, db_path: Path) -> None:
+def test_bugs_of_a_deleted_test_are_marked_gone(
+    sandbox: Sandbox, db_path: Path, small_template: Path
+) -> None:
+    synced_copy(small_template, sandbox, db_path)
     mirror = make_mirror(sandbox, db_path)
-    mirror.sync()
     truth = sandbox.truth()
     test_id = next(v["test"]["id"] for v in truth.bugs.values())
     bug_ids = {b for b, v in truth.bugs.items() if v["test"]["id"] == test_id}

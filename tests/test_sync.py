@@ -11,7 +11,13 @@ import pytest
 from testio_toolkit.rows import is_final, to_utc
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import assert_mirror_equals_truth, assert_within_budget, digest, make_mirror
+from .conftest import (
+    assert_mirror_equals_truth,
+    assert_within_budget,
+    digest,
+    make_mirror,
+    synced_copy,
+)
 
 WATCHED = ("products", "tests", "bugs", "features")
 
@@ -223,3 +229,22 @@ def test_changeable_statuses_are_reread(sandbox: Sandbox, db_path: Path, status:
 
     assert result.tests.updated == 1
     assert mirror.tests().set_index("id").loc[old, "title"] == "renamed upstream"
+
+
+def test_a_synced_copy_is_what_a_first_sync_leaves(
+    sandbox: Sandbox, db_path: Path, small_template: Path
+) -> None:
+    """The ``synced`` fixture's shortcut holds: a copy of the session's template, adopted by
+    a fresh sandbox, holds that sandbox's truth and its next sync finds nothing to do."""
+    synced_copy(small_template, sandbox, db_path)
+    assert_mirror_equals_truth(db_path, sandbox)
+    watch_writes(db_path)
+
+    result = make_mirror(sandbox, db_path).sync()
+
+    assert result.status == "success"
+    assert logged_writes(db_path) == []
+    conn = sqlite3.connect(db_path)
+    history = conn.execute("SELECT mode, status FROM sync_runs ORDER BY id").fetchall()
+    conn.close()
+    assert history == [("sync", "success"), ("sync", "success")]
