@@ -153,6 +153,12 @@ def synced(sandbox: Sandbox, db_path: Path, small_template: Path) -> tt.Mirror:
     return make_mirror(sandbox, db_path)
 
 
+@pytest.fixture
+def synced_env(synced: tt.Mirror, sandbox: Sandbox, db_path: Path) -> dict[str, str]:
+    """``cli_env`` for a mirror that already holds the per-test sandbox (``synced``)."""
+    return cli_env(sandbox, db_path)
+
+
 def cli_env(sb: Sandbox, path: Path, **extra: str) -> dict[str, str]:
     """The whole environment of a CLI run against ``sb`` into ``path`` (as a user's shell
     would have it: this process's variables, none of its ``TESTIO_`` ones, then these)."""

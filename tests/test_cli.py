@@ -10,7 +10,7 @@ import pytest
 
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import cli, cli_env, digest, run_cli, synced_copy
+from .conftest import cli, cli_env, digest, run_cli
 
 
 def test_sync_without_a_token_uses_the_sandbox_and_its_own_database(tmp_path: Path) -> None:
@@ -41,10 +41,9 @@ def test_python_dash_m_and_the_console_script_are_the_same_cli() -> None:
 
 
 def test_status_reports_counts_and_last_runs_and_writes_nothing(
-    sandbox: Sandbox, db_path: Path, small_template: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    synced_copy(small_template, sandbox, db_path)
-    env = cli_env(sandbox, db_path)
+    env = synced_env
     before = digest(db_path)
 
     result = cli("status", env=env)
@@ -57,10 +56,9 @@ def test_status_reports_counts_and_last_runs_and_writes_nothing(
 
 
 def test_a_wrong_token_is_refused_clearly_without_printing_it(
-    sandbox: Sandbox, db_path: Path, small_template: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    synced_copy(small_template, sandbox, db_path)
-    env = cli_env(sandbox, db_path)
+    env = synced_env
     before = digest(db_path)
     env["TESTIO_CUSTOMER_API_TOKEN"] = "wrong-token-s3cr3t"
 
@@ -82,10 +80,9 @@ def test_a_wrong_token_on_a_first_run_creates_no_database(sandbox: Sandbox, db_p
 
 
 def test_an_unknown_product_id_is_named_and_changes_nothing(
-    sandbox: Sandbox, db_path: Path, small_template: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    synced_copy(small_template, sandbox, db_path)
-    env = cli_env(sandbox, db_path)
+    env = synced_env
     before = digest(db_path)
 
     result = cli("sync", "--product", "424242", env=env)
@@ -150,10 +147,9 @@ def test_a_sqlite_file_of_another_program_is_never_written(sandbox: Sandbox, db_
 
 
 def test_sandbox_data_never_goes_into_a_real_accounts_database(
-    sandbox: Sandbox, db_path: Path, small_template: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    synced_copy(small_template, sandbox, db_path)
-    env = cli_env(sandbox, db_path)
+    env = synced_env
     before = digest(db_path)
     del env["TESTIO_CUSTOMER_API_TOKEN"]  # forgot the token: the bundled sandbox answers
 

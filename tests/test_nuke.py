@@ -16,7 +16,7 @@ from testio_toolkit.backups import NukePlan
 from testio_toolkit.errors import RebuildFailed, SyncInProgress
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import assert_mirror_equals_truth, cli, cli_env, digest, make_mirror, synced_copy
+from .conftest import assert_mirror_equals_truth, cli, digest, make_mirror
 
 
 def dump(path: Path) -> dict[str, Any]:
@@ -72,10 +72,9 @@ def add_note(path: Path) -> None:
 
 
 def test_nuke_yes_rebuilds_from_scratch_keeps_a_backup_and_restore_brings_it_back(
-    sandbox: Sandbox, db_path: Path, small_template: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    synced_copy(small_template, sandbox, db_path)
-    env = cli_env(sandbox, db_path)
+    env = synced_env
     add_note(db_path)
     sandbox.delete_tests(sorted(sandbox.truth().tests)[:2])
     assert cli("sync", "--force", "--no-progress", env=env).exit_code == 0
@@ -107,10 +106,9 @@ def test_nuke_yes_rebuilds_from_scratch_keeps_a_backup_and_restore_brings_it_bac
 
 
 def test_force_and_nuke_together_is_a_usage_error_that_touches_nothing(
-    sandbox: Sandbox, db_path: Path, small_template: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    synced_copy(small_template, sandbox, db_path)
-    env = cli_env(sandbox, db_path)
+    env = synced_env
     before = digest(db_path)
 
     result = cli("sync", "--force", "--nuke", "--yes", env=env)
@@ -122,10 +120,9 @@ def test_force_and_nuke_together_is_a_usage_error_that_touches_nothing(
 
 
 def test_nuke_without_terminal_or_yes_refuses_and_changes_nothing(
-    sandbox: Sandbox, db_path: Path, small_template: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    synced_copy(small_template, sandbox, db_path)
-    env = cli_env(sandbox, db_path)
+    env = synced_env
     before = digest(db_path)
     sandbox.reset_counters()
 
@@ -138,9 +135,9 @@ def test_nuke_without_terminal_or_yes_refuses_and_changes_nothing(
 
 
 def test_nuke_without_confirm_returns_the_plan_and_changes_nothing(
-    mirror: tt.Mirror, db_path: Path
+    synced: tt.Mirror, db_path: Path
 ) -> None:
-    mirror.sync()
+    mirror = synced
     before = digest(db_path)
 
     plan = mirror.nuke()
@@ -153,10 +150,9 @@ def test_nuke_without_confirm_returns_the_plan_and_changes_nothing(
 
 
 def test_dry_run_nuke_shows_the_plan_only(
-    sandbox: Sandbox, db_path: Path, small_template: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    synced_copy(small_template, sandbox, db_path)
-    env = cli_env(sandbox, db_path)
+    env = synced_env
     before = digest(db_path)
 
     result = cli("sync", "--nuke", "--dry-run", env=env)
@@ -167,9 +163,9 @@ def test_dry_run_nuke_shows_the_plan_only(
 
 
 def test_a_failing_rebuild_leaves_the_database_as_it_was_and_records_the_run(
-    mirror: tt.Mirror, sandbox: Sandbox, db_path: Path
+    synced: tt.Mirror, sandbox: Sandbox, db_path: Path
 ) -> None:
-    mirror.sync()
+    mirror = synced
     before, inode = dump_data(db_path), db_path.stat().st_ino
     sandbox.set_faults(fail_after=8)  # every request after the first 8 answers 503
 
@@ -201,10 +197,9 @@ def rebuild_has_tests(db_path: Path) -> bool:
 
 
 def test_a_nuke_killed_part_way_leaves_the_database_intact(
-    sandbox: Sandbox, db_path: Path, small_template: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    synced_copy(small_template, sandbox, db_path)
-    env = cli_env(sandbox, db_path)
+    env = synced_env
     before, inode = dump_data(db_path), db_path.stat().st_ino
     sandbox.set_faults(latency_ms=150)
     proc = subprocess.Popen(
@@ -232,9 +227,9 @@ def test_a_nuke_killed_part_way_leaves_the_database_intact(
 
 
 def test_per_product_nuke_rebuilds_that_product_only(
-    mirror: tt.Mirror, sandbox: Sandbox, db_path: Path
+    synced: tt.Mirror, sandbox: Sandbox, db_path: Path
 ) -> None:
-    mirror.sync()
+    mirror = synced
     add_note(db_path)
     products = sorted(sandbox.truth().products)
     target, others = products[0], products[1:]
@@ -267,10 +262,9 @@ def test_per_product_nuke_rebuilds_that_product_only(
 
 
 def test_a_second_process_cannot_sync_while_a_nuke_runs(
-    sandbox: Sandbox, db_path: Path, small_template: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    synced_copy(small_template, sandbox, db_path)
-    env = cli_env(sandbox, db_path)
+    env = synced_env
     sandbox.set_faults(latency_ms=1500)  # the nuke outlasts the second process's start-up
     proc = subprocess.Popen(
         [sys.executable, "-m", "testio_toolkit", "sync", "--nuke", "--yes", "--no-progress"],
@@ -298,10 +292,9 @@ def test_a_second_process_cannot_sync_while_a_nuke_runs(
 
 
 def test_restore_without_backup_is_a_clear_error(
-    sandbox: Sandbox, db_path: Path, small_template: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    synced_copy(small_template, sandbox, db_path)
-    env = cli_env(sandbox, db_path)
+    env = synced_env
 
     result = cli("restore", env=env)
 
@@ -309,8 +302,8 @@ def test_restore_without_backup_is_a_clear_error(
     assert "no backup" in result.stderr
 
 
-def test_readers_see_the_new_database_after_a_nuke(mirror: tt.Mirror, sandbox: Sandbox) -> None:
-    mirror.sync()
+def test_readers_see_the_new_database_after_a_nuke(synced: tt.Mirror, sandbox: Sandbox) -> None:
+    mirror = synced
     gone = sorted(sandbox.truth().tests)[:3]
     sandbox.delete_tests(gone)
     mirror.refresh()
@@ -322,10 +315,9 @@ def test_readers_see_the_new_database_after_a_nuke(mirror: tt.Mirror, sandbox: S
 
 
 def test_keep_backups_keeps_that_many_of_the_newest(
-    sandbox: Sandbox, db_path: Path, small_template: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    synced_copy(small_template, sandbox, db_path)
-    env = cli_env(sandbox, db_path)
+    env = synced_env
     for _ in range(3):
         result = cli("--keep-backups", "2", "sync", "--nuke", "--yes", "--no-progress", env=env)
         assert result.exit_code == 0, result.stderr

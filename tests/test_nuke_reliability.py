@@ -21,7 +21,7 @@ from testio_toolkit.account import fingerprint, new_salt, same_account
 from testio_toolkit.errors import ConfigError, StoreError
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import assert_mirror_equals_truth, cli, cli_env, make_mirror, synced_copy
+from .conftest import assert_mirror_equals_truth, cli, cli_env, make_mirror
 from .test_nuke import dump, dump_data, rebuild_has_tests, runs
 
 # What tells the mirror before a nuke from the one after: two tests marked gone upstream
@@ -201,10 +201,9 @@ def test_a_kill_9_at_any_moment_of_the_swap_leaves_the_old_or_the_new_mirror_who
 
 @pytest.mark.parametrize("per_product", [False, True], ids=["full", "per-product"])
 def test_sigint_during_a_nuke_exits_130_and_records_a_cancelled_nuke_in_the_mirror(
-    sandbox: Sandbox, db_path: Path, small_template: Path, per_product: bool
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str], per_product: bool
 ) -> None:
-    synced_copy(small_template, sandbox, db_path)
-    env = cli_env(sandbox, db_path)
+    env = synced_env
     before = dump_data(db_path)
     target = ["--product", str(sorted(sandbox.truth().products)[0])] if per_product else []
     sandbox.set_faults(latency_ms=300)  # the rebuild outlasts the wait for its first tests
@@ -268,10 +267,9 @@ INTERRUPTED_AFTER_SWAP = """
 
 @pytest.mark.parametrize("per_product", [False, True], ids=["full", "per-product"])
 def test_an_interrupt_after_the_swap_reports_that_the_nuke_completed(
-    sandbox: Sandbox, db_path: Path, small_template: Path, per_product: bool
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str], per_product: bool
 ) -> None:
-    synced_copy(small_template, sandbox, db_path)
-    env = cli_env(sandbox, db_path)
+    env = synced_env
     target = ["--product", str(sorted(sandbox.truth().products)[0])] if per_product else []
     args = ["sync", "--nuke", "--yes", "--no-progress", *target]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import testio_toolkit as tt
 from testio_toolkit.rows import to_utc
 from testio_toolkit.sandbox import Sandbox
 
@@ -17,8 +18,6 @@ from .conftest import (
     cli,
     cli_env,
     digest,
-    make_mirror,
-    synced_copy,
     table_rows,
 )
 from .test_sync import logged_writes, sorted_test_ids, watch_writes
@@ -128,10 +127,9 @@ def test_force_refresh_keeps_local_state_and_applies_every_upstream_change(
 
 
 def test_second_refresh_with_nothing_changed_rewrites_no_row(
-    sandbox: Sandbox, db_path: Path, small_template: Path
+    sandbox: Sandbox, db_path: Path, synced: tt.Mirror
 ) -> None:
-    synced_copy(small_template, sandbox, db_path)
-    mirror = make_mirror(sandbox, db_path)
+    mirror = synced
     mirror.refresh()
     watch_writes(db_path)
 
@@ -145,10 +143,9 @@ def test_second_refresh_with_nothing_changed_rewrites_no_row(
 
 
 def test_dry_run_force_is_byte_identical_and_predicts_the_real_run(
-    sandbox: Sandbox, db_path: Path, small_template: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    synced_copy(small_template, sandbox, db_path)
-    env = cli_env(sandbox, db_path)
+    env = synced_env
     change_upstream(sandbox)
     before = digest(db_path)
 
@@ -162,10 +159,9 @@ def test_dry_run_force_is_byte_identical_and_predicts_the_real_run(
 
 
 def test_refresh_of_one_product_touches_no_other_product(
-    sandbox: Sandbox, db_path: Path, small_template: Path
+    sandbox: Sandbox, db_path: Path, synced: tt.Mirror
 ) -> None:
-    synced_copy(small_template, sandbox, db_path)
-    mirror = make_mirror(sandbox, db_path)
+    mirror = synced
     products = sorted(sandbox.truth().products)
     watch_writes(db_path)
     for product_id in products:  # changes everywhere; only one product is refreshed
@@ -189,10 +185,9 @@ def test_refresh_of_one_product_touches_no_other_product(
 
 
 def test_refresh_since_marks_nothing_outside_its_window(
-    sandbox: Sandbox, db_path: Path, small_template: Path
+    sandbox: Sandbox, db_path: Path, synced: tt.Mirror
 ) -> None:
-    synced_copy(small_template, sandbox, db_path)
-    mirror = make_mirror(sandbox, db_path)
+    mirror = synced
     truth = sandbox.truth()
     ordered = sorted(truth.tests, key=lambda t: to_utc(truth.tests[t]["end_at"]) or "")
     since = (to_utc(truth.tests[ordered[len(ordered) // 2]]["end_at"]) or "")[:10]
@@ -223,10 +218,14 @@ def test_refresh_since_marks_nothing_outside_its_window(
     ],
 )
 def test_force_with_bad_input_fails_clearly_and_changes_nothing(
-    sandbox: Sandbox, db_path: Path, small_template: Path, args: list[str], code: int, message: str
+    sandbox: Sandbox,
+    db_path: Path,
+    synced_env: dict[str, str],
+    args: list[str],
+    code: int,
+    message: str,
 ) -> None:
-    synced_copy(small_template, sandbox, db_path)
-    env = cli_env(sandbox, db_path)
+    env = synced_env
     before = digest(db_path)
 
     result = cli("sync", "--force", "--no-progress", *args, env=env)
@@ -237,10 +236,9 @@ def test_force_with_bad_input_fails_clearly_and_changes_nothing(
 
 
 def test_bugs_of_a_deleted_test_are_marked_gone(
-    sandbox: Sandbox, db_path: Path, small_template: Path
+    sandbox: Sandbox, db_path: Path, synced: tt.Mirror
 ) -> None:
-    synced_copy(small_template, sandbox, db_path)
-    mirror = make_mirror(sandbox, db_path)
+    mirror = synced
     truth = sandbox.truth()
     test_id = next(v["test"]["id"] for v in truth.bugs.values())
     bug_ids = {b for b, v in truth.bugs.items() if v["test"]["id"] == test_id}
