@@ -23,7 +23,7 @@ from testio_toolkit.sandbox import Sandbox
 from testio_toolkit.store import MIGRATIONS, SCHEMA_VERSION, Store
 from testio_toolkit.vocabulary import ChangeKind, Entity
 
-from .conftest import cli_env, digest, make_mirror, run_cli
+from .conftest import cli, cli_env, digest, make_mirror
 
 Row = tuple[str, int, str, str | None, str | None, str | None]
 
@@ -484,18 +484,18 @@ def test_the_cli_prints_the_change_line_and_the_feed_as_table_csv_and_json(
     sandbox: Sandbox, db_path: Path
 ) -> None:
     env = cli_env(sandbox, db_path)
-    first = run_cli("sync", env=env)
-    assert first.returncode == 0, first.stderr
+    first = cli("sync", env=env)
+    assert first.exit_code == 0, first.stderr
     assert "changes: 3 new products" in first.stdout
     pid = largest_products(sandbox)[0]
     new = sandbox.add_tests(pid, 1)
-    second = run_cli("sync", "--force", env=env)
+    second = cli("sync", "--force", env=env)
     assert f"changes: 1 new test; {len(bugs_of(sandbox, new))} new bugs" in second.stdout
 
     frame = make_mirror(sandbox, db_path).changes()
-    as_json = run_cli("changes", "--format", "json", env=env)
-    as_csv = run_cli("changes", "--format", "csv", env=env)
-    table = run_cli("changes", "--entity", "test", "--product", str(pid), env=env)
+    as_json = cli("changes", "--format", "json", env=env)
+    as_csv = cli("changes", "--format", "csv", env=env)
+    table = cli("changes", "--entity", "test", "--product", str(pid), env=env)
 
     rows = json.loads(as_json.stdout)
     assert [r["id"] for r in rows] == list(frame["id"])
@@ -514,11 +514,11 @@ def test_the_cli_prints_the_change_line_and_the_feed_as_table_csv_and_json(
     parsed = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert [int(r["id"]) for r in parsed] == list(frame["id"])
     assert parsed[-1]["at"] == rows[-1]["at"]
-    assert table.returncode == 0
+    assert table.exit_code == 0
     lines = table.stdout.splitlines()
     assert len(lines) == 3 and str(new[0]) in lines[2]
 
-    unknown = run_cli("changes", "--product", "nope", env=env)
-    assert unknown.returncode == 2 and "unknown product 'nope'" in unknown.stderr
-    nothing = run_cli("changes", "--kind", "returned", env=env)
-    assert nothing.returncode == 0 and "No changes recorded since 7d" in nothing.stdout
+    unknown = cli("changes", "--product", "nope", env=env)
+    assert unknown.exit_code == 2 and "unknown product 'nope'" in unknown.stderr
+    nothing = cli("changes", "--kind", "returned", env=env)
+    assert nothing.exit_code == 0 and "No changes recorded since 7d" in nothing.stdout

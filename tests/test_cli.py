@@ -10,21 +10,21 @@ import pytest
 
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import cli_env, digest, run_cli
+from .conftest import cli, cli_env, digest, run_cli
 
 
 def test_sync_without_a_token_uses_the_sandbox_and_its_own_database(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
     env["XDG_DATA_HOME"] = str(tmp_path)
 
-    result = run_cli("sync", "--no-progress", env=env)
+    result = cli("sync", "--no-progress", env=env)
 
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert "SANDBOX" in result.stderr
     assert "SANDBOX DATA" in result.stdout
     database = tmp_path / "testio-toolkit" / "sandbox.db"
     assert database.exists()
-    status = run_cli("status", env=env)
+    status = cli("status", env=env)
     assert "SANDBOX" in status.stdout
     assert "150 tests" in status.stdout
 
@@ -41,15 +41,14 @@ def test_python_dash_m_and_the_console_script_are_the_same_cli() -> None:
 
 
 def test_status_reports_counts_and_last_runs_and_writes_nothing(
-    sandbox: Sandbox, db_path: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    env = synced_env
     before = digest(db_path)
 
-    result = run_cli("status", env=env)
+    result = cli("status", env=env)
 
-    assert result.returncode == 0
+    assert result.exit_code == 0
     assert str(db_path) in result.stdout
     assert "last sync:    success" in result.stdout
     assert "last refresh: never" in result.stdout
@@ -57,16 +56,15 @@ def test_status_reports_counts_and_last_runs_and_writes_nothing(
 
 
 def test_a_wrong_token_is_refused_clearly_without_printing_it(
-    sandbox: Sandbox, db_path: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    env = synced_env
     before = digest(db_path)
     env["TESTIO_CUSTOMER_API_TOKEN"] = "wrong-token-s3cr3t"
 
-    result = run_cli("sync", "--no-progress", env=env)
+    result = cli("sync", "--no-progress", env=env)
 
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert "refused the API token" in result.stderr
     assert "wrong-token-s3cr3t" not in result.stdout + result.stderr
     assert digest(db_path) == before
@@ -75,31 +73,30 @@ def test_a_wrong_token_is_refused_clearly_without_printing_it(
 def test_a_wrong_token_on_a_first_run_creates_no_database(sandbox: Sandbox, db_path: Path) -> None:
     env = cli_env(sandbox, db_path, TESTIO_CUSTOMER_API_TOKEN="nope")
 
-    result = run_cli("sync", "--no-progress", env=env)
+    result = cli("sync", "--no-progress", env=env)
 
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert not db_path.exists()
 
 
 def test_an_unknown_product_id_is_named_and_changes_nothing(
-    sandbox: Sandbox, db_path: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    env = synced_env
     before = digest(db_path)
 
-    result = run_cli("sync", "--product", "424242", env=env)
+    result = cli("sync", "--product", "424242", env=env)
 
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert "unknown product id 424242" in result.stderr
     assert digest(db_path) == before
 
 
 @pytest.mark.parametrize("since", ["yesterday", "2025-02-30", "30x", "-5d"])
 def test_a_malformed_since_is_a_usage_error(sandbox: Sandbox, db_path: Path, since: str) -> None:
-    result = run_cli("sync", "--since", since, env=cli_env(sandbox, db_path))
+    result = cli("sync", "--since", since, env=cli_env(sandbox, db_path))
 
-    assert result.returncode == 2
+    assert result.exit_code == 2
     assert "is not a date" in result.stderr
     assert not db_path.exists()
 
@@ -107,18 +104,18 @@ def test_a_malformed_since_is_a_usage_error(sandbox: Sandbox, db_path: Path, sin
 def test_a_database_in_a_missing_folder_is_refused(sandbox: Sandbox, tmp_path: Path) -> None:
     path = tmp_path / "no" / "such" / "folder" / "m.db"
 
-    result = run_cli("sync", env=cli_env(sandbox, path))
+    result = cli("sync", env=cli_env(sandbox, path))
 
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert "does not exist" in result.stderr
     assert not (tmp_path / "no").exists()
 
 
 def test_a_database_in_a_folder_that_cannot_be_written_is_refused(sandbox: Sandbox) -> None:
     # /proc refuses new files even to root, which CI runs as.
-    result = run_cli("sync", "--no-progress", env=cli_env(sandbox, Path("/proc/testio.db")))
+    result = cli("sync", "--no-progress", env=cli_env(sandbox, Path("/proc/testio.db")))
 
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert "/proc" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -127,9 +124,9 @@ def test_a_file_that_is_not_sqlite_is_never_overwritten(sandbox: Sandbox, db_pat
     db_path.write_text("name,notes\nimportant,spreadsheet\n")
     before = digest(db_path)
 
-    result = run_cli("sync", "--no-progress", env=cli_env(sandbox, db_path))
+    result = cli("sync", "--no-progress", env=cli_env(sandbox, db_path))
 
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert "not a SQLite database" in result.stderr
     assert str(db_path) in result.stderr
     assert digest(db_path) == before
@@ -142,30 +139,29 @@ def test_a_sqlite_file_of_another_program_is_never_written(sandbox: Sandbox, db_
     conn.close()
     before = digest(db_path)
 
-    result = run_cli("sync", "--no-progress", env=cli_env(sandbox, db_path))
+    result = cli("sync", "--no-progress", env=cli_env(sandbox, db_path))
 
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert "another program" in result.stderr
     assert digest(db_path) == before
 
 
 def test_sandbox_data_never_goes_into_a_real_accounts_database(
-    sandbox: Sandbox, db_path: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    env = synced_env
     before = digest(db_path)
     del env["TESTIO_CUSTOMER_API_TOKEN"]  # forgot the token: the bundled sandbox answers
 
-    result = run_cli("sync", "--no-progress", env=env)
+    result = cli("sync", "--no-progress", env=env)
 
-    assert result.returncode == 2
+    assert result.exit_code == 2
     assert "mirrors" in result.stderr
     assert digest(db_path) == before
 
 
 def test_every_command_documents_itself_with_an_example() -> None:
-    from testio_toolkit.cli import cli
+    from testio_toolkit.cli import cli as root
 
     def commands(group: object, prefix: str = "") -> list[tuple[str, object]]:
         found = []
@@ -174,7 +170,7 @@ def test_every_command_documents_itself_with_an_example() -> None:
             found += commands(command, prefix + name + " ")
         return found
 
-    for name, command in commands(cli):
+    for name, command in commands(root):
         assert "Example:" in (command.help or ""), f"`{name}` has no example in its help"  # type: ignore[attr-defined]
 
 
@@ -210,9 +206,9 @@ def test_the_sandbox_command_serves_with_faults_switched_at_start_up() -> None:
 
 
 def test_an_unknown_fault_switch_is_a_usage_error() -> None:
-    result = run_cli("sandbox", "--fault", "no_such_fault=1", env=dict(os.environ))
+    result = cli("sandbox", "--fault", "no_such_fault=1", env=dict(os.environ))
 
-    assert result.returncode == 2
+    assert result.exit_code == 2
     assert "no_such_fault" in result.stderr
 
 
@@ -222,9 +218,9 @@ def test_testio_product_ids_in_the_environment_limits_the_sync(
     first, *others = sorted(sandbox.truth().products)
     env = cli_env(sandbox, db_path, TESTIO_PRODUCT_IDS=str(first))
 
-    done = run_cli("sync", "--no-progress", env=env)
+    done = cli("sync", "--no-progress", env=env)
 
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     conn = sqlite3.connect(db_path)
     try:
         synced = {row[0] for row in conn.execute("SELECT DISTINCT product_id FROM tests")}
@@ -235,26 +231,23 @@ def test_testio_product_ids_in_the_environment_limits_the_sync(
 
 def test_options_work_where_users_type_them(sandbox: Sandbox, tmp_path: Path) -> None:
     """`sync --db`, `sync --wait`, `sync --nuke --keep-backups 3`: after the command too."""
-    from click.testing import CliRunner
-
-    from testio_toolkit.cli import cli
-
     db = tmp_path / "here.db"
-    env = {"TESTIO_CUSTOMER_API_TOKEN": sandbox.token, "TESTIO_CUSTOMER_API_BASE_URL": sandbox.url}
-    runner = CliRunner()
-    first = runner.invoke(cli, ["sync", "--db", str(db), "--wait"], env=env)
+    env = {
+        **os.environ,
+        "TESTIO_CUSTOMER_API_TOKEN": sandbox.token,
+        "TESTIO_CUSTOMER_API_BASE_URL": sandbox.url,
+    }
+    first = cli("sync", "--db", str(db), "--wait", env=env)
     assert first.exit_code == 0, first.output
     assert db.exists()
     # No terminal here: no progress bars, so no escape codes in what a log would get.
     assert "\x1b[" not in first.output and "\r" not in first.output
     assert "SANDBOX DATA (server)" in first.output
     for _ in range(4):
-        nuked = runner.invoke(
-            cli, ["sync", "--nuke", "--yes", "--keep-backups", "3", "--db", str(db)], env=env
-        )
+        nuked = cli("sync", "--nuke", "--yes", "--keep-backups", "3", "--db", str(db), env=env)
         assert nuked.exit_code == 0, nuked.output
     assert len(list(tmp_path.glob("here.backup-*.db"))) == 3
-    status = runner.invoke(cli, ["status", "--db", str(db)], env=env)
+    status = cli("status", "--db", str(db), env=env)
     assert "SANDBOX data served at" in status.output
 
 

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 import pytest
 
 import testio_toolkit as tt
+from testio_toolkit.rows import to_utc
 from testio_toolkit.sandbox import Sandbox
 
 UTC_TIME = "datetime64[ns, UTC]"
-
-
-@pytest.fixture
-def synced(mirror: tt.Mirror) -> tt.Mirror:
-    mirror.sync()
-    return mirror
 
 
 def test_tests_frame_has_the_documented_dtypes(synced: tt.Mirror) -> None:
@@ -60,10 +58,11 @@ def test_filters_narrow_the_frames(synced: tt.Mirror, sandbox: Sandbox) -> None:
     }
     assert set(running["id"]) == expected
     critical = synced.bugs(severity=["critical"])
-    assert set(critical["severity"].astype(str)) <= {"critical"}
+    expected_critical = {b for b, v in truth.bugs.items() if v["severity"] == "critical"}
+    assert set(critical["id"]) == expected_critical and expected_critical
 
 
-def test_the_csm_question_is_one_line(synced: tt.Mirror) -> None:
+def test_the_csm_question_is_one_line(synced: tt.Mirror, sandbox: Sandbox) -> None:
     # "Accepted bugs per product by severity in the last 30 days" (of the data).
     # The sandbox's "now" is 2025-06-02, so its last 30 days start on 2025-05-03.
     table = (
@@ -73,9 +72,23 @@ def test_the_csm_question_is_one_line(synced: tt.Mirror) -> None:
         .unstack(fill_value=0)
     )
 
-    accepted = synced.bugs(status="accepted", since="2025-05-03")
-    assert table.to_numpy().sum() == len(accepted) > 0
-    assert set(table.index) == set(accepted["product"])
+    # The oracle: the same count straight from the sandbox's own bugs.
+    truth = sandbox.truth()
+    expected = Counter(
+        (
+            truth.products[truth.product_of_test[bug["test"]["id"]]]["name"],
+            bug["severity"],
+        )
+        for bug in truth.bugs.values()
+        if bug["status"] == "accepted" and (to_utc(bug["created_at"]) or "") >= "2025-05-03"
+    )
+    counted = {
+        (product, str(severity)): int(n)
+        for (product, severity), n in table.stack().items()
+        if n > 0
+    }
+    assert counted == dict(expected)
+    assert sum(expected.values()) > 0
 
 
 def test_rows_gone_upstream_are_left_out_unless_asked(synced: tt.Mirror, sandbox: Sandbox) -> None:
@@ -92,7 +105,12 @@ def test_runs_and_unreadable_frames(synced: tt.Mirror) -> None:
 
     assert list(runs["mode"].astype(str)) == ["sync"]
     assert list(runs["status"].astype(str)) == ["success"]
-    assert runs["seconds"].iloc[0] >= 0
+    # The oracle for the duration: the run's own timestamps, read with SQL.
+    conn = sqlite3.connect(synced.path)
+    ((started, ended),) = conn.execute("SELECT started_at, ended_at FROM sync_runs").fetchall()
+    conn.close()
+    span = datetime.fromisoformat(ended) - datetime.fromisoformat(started)
+    assert runs["seconds"].iloc[0] == pytest.approx(span.total_seconds())
     assert synced.unreadable().empty
 
 

@@ -19,10 +19,8 @@ import testio_toolkit as tt
 from testio_toolkit.errors import StoreError, SyncInProgress
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import cli_env, make_mirror, run_cli
-from .test_resilience import BAD_STATES, bad_database, good_bytes, other_program, steady
-
-__all__ = ["good_bytes", "steady"]  # fixtures shared with test_resilience
+from .conftest import cli, cli_env, make_mirror
+from .test_resilience import BAD_STATES, bad_database, other_program
 
 
 def _mount(*args: str) -> subprocess.CompletedProcess[str]:
@@ -115,8 +113,8 @@ def test_a_mirror_on_a_read_only_mount_reads_and_says_it_cannot_be_updated(
     tt.configure(mirror.path, token=sandbox.token, base_url=sandbox.url, progress=False)
     assert tt.status().table_counts == status.table_counts
     assert len(tt.tests()) == expected["tests"]
-    shown = run_cli("status", env=cli_env(sandbox, mirror.path))
-    assert shown.returncode == 0, shown.stderr
+    shown = cli("status", env=cli_env(sandbox, mirror.path))
+    assert shown.exit_code == 0, shown.stderr
     assert "not possible here" in shown.stdout
     assert f"{expected['tests']} tests" in shown.stdout
     assert listing(folder) == before
@@ -208,12 +206,7 @@ def test_a_run_refused_because_the_file_is_not_a_mirror_creates_nothing_beside_i
     steady: Sandbox, good_bytes: bytes, tmp_path: Path, state: str, operation: str
 ) -> None:
     folder = tmp_path / "data"
-    folder.mkdir()
-    path = folder / "mirror.db"
-    REFUSED[state](good_bytes, path)
-    for side in folder.iterdir():
-        if side != path:
-            side.unlink()
+    path = bad_database(state, good_bytes, folder, REFUSED)
     before = path.read_bytes()
     mirror = make_mirror(steady, path)
 
@@ -232,7 +225,7 @@ def test_a_refused_cli_run_creates_nothing_beside_the_file(
     env = cli_env(steady, path)
 
     for args in (["sync", "--no-progress"], ["sync", "--nuke", "--yes"], ["status"]):
-        done = run_cli(*args, env=env)
-        assert done.returncode == 1, done.stderr
+        done = cli(*args, env=env)
+        assert done.exit_code == 1, done.stderr
         assert "another program" in done.stderr
         assert listing(path.parent) == ["mirror.db"], args

@@ -22,8 +22,14 @@ from testio_toolkit.lock import WriterLock
 from testio_toolkit.sandbox import Sandbox
 from testio_toolkit.store import Store
 
-from .conftest import assert_mirror_equals_truth, cli_env, make_mirror
-from .test_secrets import assert_no_secret, cli, secret_sandbox, watch_for_token
+from .conftest import (
+    assert_mirror_equals_truth,
+    assert_no_secret,
+    cli_env,
+    make_mirror,
+    run_cli,
+    secret_sandbox,
+)
 
 REFRESH = [sys.executable, "-m", "testio_toolkit", "sync", "--force", "--no-progress"]
 # Slow enough that a refresh holds the lock for several seconds, whatever the start-up
@@ -31,20 +37,12 @@ REFRESH = [sys.executable, "-m", "testio_toolkit", "sync", "--force", "--no-prog
 SLOW_MS = 1000
 
 
-@pytest.fixture(autouse=True)
-def token_never_leaks(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> Iterator[None]:
-    yield from watch_for_token(caplog, tmp_path)
+pytestmark = pytest.mark.usefixtures("token_never_leaks")
 
 
 @pytest.fixture
 def slow() -> Iterator[Sandbox]:
     with secret_sandbox(latency_ms=SLOW_MS) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def sb() -> Iterator[Sandbox]:
-    with secret_sandbox() as sandbox:
         yield sandbox
 
 
@@ -98,7 +96,7 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
 def in_parallel(*commands: list[str], env: dict[str, str]) -> list[CompletedProcess[str]]:
     """Run CLI commands side by side (each pays the interpreter's start-up alone)."""
     with ThreadPoolExecutor(len(commands)) as pool:
-        return list(pool.map(lambda args: cli(*args, env=env), commands))
+        return list(pool.map(lambda args: run_cli(*args, env=env), commands))
 
 
 def integrity(path: Path) -> str:
@@ -178,7 +176,7 @@ def test_a_second_writer_fails_fast_naming_the_holder_from_library_and_cli(
         library_seconds = time.monotonic() - started
         with pytest.raises(SyncInProgress):
             mirror.clear_unreadable()
-        nuke = cli("sync", "--nuke", "--yes", "--no-progress", env=env)
+        nuke = run_cli("sync", "--nuke", "--yes", "--no-progress", env=env)
 
     assert library_seconds < 5  # waiting for the lock would never end: it is ours
     holder = f"a refresh (pid {os.getpid()} on "

@@ -4,7 +4,6 @@ each message names what to check and where that value came from, never the token
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,19 +13,9 @@ from testio_toolkit.client import ClientOptions
 from testio_toolkit.errors import AuthenticationError, ServiceError
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import cli_env, make_mirror
-from .test_secrets import SECRET, cli, secret_sandbox, watch_for_token
+from .conftest import SECRET, cli, cli_env, make_mirror
 
-
-@pytest.fixture(autouse=True)
-def token_never_leaks(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> Iterator[None]:
-    yield from watch_for_token(caplog, tmp_path)
-
-
-@pytest.fixture
-def sb() -> Iterator[Sandbox]:
-    with secret_sandbox() as sandbox:
-        yield sandbox
+pytestmark = pytest.mark.usefixtures("token_never_leaks")
 
 
 def dead_url() -> str:
@@ -45,7 +34,7 @@ def test_a_base_url_with_a_wrong_path_names_the_url_and_where_it_came_from(
 
     done = cli("sync", "--no-progress", env=env)
 
-    assert done.returncode == 1
+    assert done.exit_code == 1
     assert "Traceback" not in done.stderr
     assert f"{wrong}/products" in done.stderr, done.stderr
     assert "from TESTIO_CUSTOMER_API_BASE_URL" in done.stderr
@@ -68,7 +57,7 @@ def test_a_dead_host_names_the_base_url_and_fails_after_few_attempts(tmp_path: P
     assert "after 3 attempts" in text
 
     done = cli("sync", "--no-progress", env={**cli_env_for(url, tmp_path)})
-    assert done.returncode == 1
+    assert done.exit_code == 1
     assert url in done.stderr and "from TESTIO_CUSTOMER_API_BASE_URL" in done.stderr
     done = cli("--base-url", url, "sync", "--no-progress", env=cli_env_for(None, tmp_path))
     assert "from --base-url" in done.stderr, done.stderr
@@ -95,7 +84,7 @@ def test_a_refused_token_points_at_the_variable_and_the_env_file(
 
     done = cli("sync", "--no-progress", env=env)
 
-    assert done.returncode == 1
+    assert done.exit_code == 1
     assert "(401)" in done.stderr
     assert "TESTIO_CUSTOMER_API_TOKEN" in done.stderr and ".env" in done.stderr, done.stderr
 
@@ -117,7 +106,7 @@ def test_a_partial_run_says_how_to_retry_the_unreadable_records(
     sb.set_faults(poisoned_test_ids={next(iter(truth.tests))})
 
     done = cli("sync", "--no-progress", env=cli_env(sb, tmp_path / "cli.db"))
-    assert done.returncode == 1
+    assert done.exit_code == 1
     assert "partial" in done.stdout
     assert "testio-toolkit problematic retry" in done.stderr, done.stderr
 
@@ -138,11 +127,11 @@ def test_a_bad_database_path_is_reported_under_the_name_it_came_from(
     for bad in (folder, missing):
         for command in (["status"], ["sync", "--no-progress"]):
             done = cli(*command, env=cli_env(sb, bad))
-            assert done.returncode != 0
+            assert done.exit_code != 0
             assert str(bad.parent if bad == missing else bad) in done.stderr
             assert "TESTIO_DB_PATH" in done.stderr and "--db" not in done.stderr, done.stderr
 
         done = cli("--db", str(bad), "status", env=cli_env(sb, tmp_path / "ignored.db"))
-        assert done.returncode != 0
+        assert done.exit_code != 0
         assert "comes from --db" in done.stderr, done.stderr
     assert not missing.parent.exists()

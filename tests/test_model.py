@@ -75,7 +75,7 @@ from testio_toolkit.sandbox import Sandbox
 from testio_toolkit.sandbox.faults import MOVE_KINDS
 from testio_toolkit.sandbox.state import Truth
 
-from .conftest import FAST, assert_mirror_equals_truth, cli_env, digest, make_mirror, run_cli
+from .conftest import FAST, assert_mirror_equals_truth, cli, cli_env, digest, make_mirror
 
 # Small pages: the small preset (75, 52, 23 tests) has many page boundaries to move across.
 SMALL_PAGES = replace(FAST, per_page=5)
@@ -674,11 +674,11 @@ def test_cli_exit_code_follows_status(sandbox: Sandbox, tmp_path: Path) -> None:
     """Rule 5 at the edge: exit 0 for a successful run, 1 for one that is not."""
     path = tmp_path / "cli.db"
     env = cli_env(sandbox, path)
-    done = run_cli("sync", "--no-progress", env=env)
-    assert done.returncode == 0, done.stderr
+    done = cli("sync", "--no-progress", env=env)
+    assert done.exit_code == 0, done.stderr
     sandbox.set_faults(list_moves_every=1, list_moves="delete_above,move_up", fault_seed=1)
-    moved = run_cli("sync", "--force", "--no-progress", env=env)
-    assert moved.returncode == 1, moved.stdout + moved.stderr
+    moved = cli("sync", "--force", "--no-progress", env=env)
+    assert moved.exit_code == 1, moved.stdout + moved.stderr
     assert "partial" in moved.stdout
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import FAST, assert_mirror_equals_truth, make_mirror
+from .conftest import FAST, assert_mirror_equals_truth, make_mirror, synced_copy
 
 # Small pages make many boundaries on the small preset, where the list can move.
 SMALL_PAGES = replace(FAST, per_page=5)
@@ -41,12 +41,12 @@ def at(sb: Sandbox, hours: float) -> str:
 @pytest.mark.parametrize("mode", ["sync", "refresh", "nuke"])
 @pytest.mark.parametrize("kinds", ["insert_head", "delete_above", "move_up", "move_down"])
 def test_a_full_read_of_a_moving_list_holds_every_test_or_does_not_say_success(
-    sandbox: Sandbox, tmp_path: Path, mode: str, kinds: str
+    sandbox: Sandbox, tmp_path: Path, small_template: Path, mode: str, kinds: str
 ) -> None:
     path = tmp_path / "m.db"
+    if mode != "sync":  # refresh and nuke start from a mirror; the first sync from nothing
+        synced_copy(small_template, sandbox, path)
     mirror = make_mirror(sandbox, path, client_options=SMALL_PAGES)
-    if mode != "sync":
-        mirror.sync()  # refresh and nuke start from a mirror; the first sync from nothing
     before = set(sandbox.truth().tests)
     sandbox.set_faults(list_moves_every=4, list_moves=kinds, fault_seed=3)
 

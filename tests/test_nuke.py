@@ -16,7 +16,7 @@ from testio_toolkit.backups import NukePlan
 from testio_toolkit.errors import RebuildFailed, SyncInProgress
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import assert_mirror_equals_truth, cli_env, digest, make_mirror, run_cli
+from .conftest import assert_mirror_equals_truth, cli, digest, make_mirror
 
 
 def dump(path: Path) -> dict[str, Any]:
@@ -72,18 +72,17 @@ def add_note(path: Path) -> None:
 
 
 def test_nuke_yes_rebuilds_from_scratch_keeps_a_backup_and_restore_brings_it_back(
-    sandbox: Sandbox, db_path: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    env = synced_env
     add_note(db_path)
     sandbox.delete_tests(sorted(sandbox.truth().tests)[:2])
-    assert run_cli("sync", "--force", "--no-progress", env=env).returncode == 0
+    assert cli("sync", "--force", "--no-progress", env=env).exit_code == 0
     before = dump(db_path)
 
-    nuked = run_cli("sync", "--nuke", "--yes", "--no-progress", env=env)
+    nuked = cli("sync", "--nuke", "--yes", "--no-progress", env=env)
 
-    assert nuked.returncode == 0, nuked.stderr
+    assert nuked.exit_code == 0, nuked.stderr
     assert "csm_note" not in columns(db_path, "tests")
     assert "my_tags" not in dump(db_path)
     conn = sqlite3.connect(db_path)
@@ -100,45 +99,43 @@ def test_nuke_yes_rebuilds_from_scratch_keeps_a_backup_and_restore_brings_it_bac
     assert dump(backups[0]) == before
     assert "Previous database kept as" in nuked.stdout
 
-    restored = run_cli("restore", env=env)
+    restored = cli("restore", env=env)
 
-    assert restored.returncode == 0, restored.stderr
+    assert restored.exit_code == 0, restored.stderr
     assert dump(db_path) == before
 
 
 def test_force_and_nuke_together_is_a_usage_error_that_touches_nothing(
-    sandbox: Sandbox, db_path: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    env = synced_env
     before = digest(db_path)
 
-    result = run_cli("sync", "--force", "--nuke", "--yes", env=env)
+    result = cli("sync", "--force", "--nuke", "--yes", env=env)
 
-    assert result.returncode == 2
+    assert result.exit_code == 2
     assert "--force" in result.stderr
     assert "--nuke" in result.stderr
     assert digest(db_path) == before
 
 
 def test_nuke_without_terminal_or_yes_refuses_and_changes_nothing(
-    sandbox: Sandbox, db_path: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    env = synced_env
     before = digest(db_path)
     sandbox.reset_counters()
 
-    result = run_cli("sync", "--nuke", env=env)
+    result = cli("sync", "--nuke", env=env)
 
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert "--yes" in result.stderr
     assert digest(db_path) == before
     assert not list(db_path.parent.glob("*.backup-*"))
 
 
-def test_nuke_plan_shows_what_goes_and_changes_nothing(mirror: tt.Mirror, db_path: Path) -> None:
-    mirror.sync()
+def test_nuke_plan_shows_what_goes_and_changes_nothing(synced: tt.Mirror, db_path: Path) -> None:
+    mirror = synced
     before = digest(db_path)
 
     plan = mirror.nuke_plan()
@@ -178,22 +175,23 @@ def test_nuke_without_confirm_raises_with_the_plan_and_touches_nothing(
     assert runs(db_path) == runs_before
 
 
-def test_dry_run_nuke_shows_the_plan_only(sandbox: Sandbox, db_path: Path) -> None:
-    env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+def test_dry_run_nuke_shows_the_plan_only(
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
+) -> None:
+    env = synced_env
     before = digest(db_path)
 
-    result = run_cli("sync", "--nuke", "--dry-run", env=env)
+    result = cli("sync", "--nuke", "--dry-run", env=env)
 
-    assert result.returncode == 0
+    assert result.exit_code == 0
     assert "Thrown away" in result.stdout
     assert digest(db_path) == before
 
 
 def test_a_failing_rebuild_leaves_the_database_as_it_was_and_records_the_run(
-    mirror: tt.Mirror, sandbox: Sandbox, db_path: Path
+    synced: tt.Mirror, sandbox: Sandbox, db_path: Path
 ) -> None:
-    mirror.sync()
+    mirror = synced
     before, inode = dump_data(db_path), db_path.stat().st_ino
     sandbox.set_faults(fail_after=8)  # every request after the first 8 answers 503
 
@@ -224,9 +222,10 @@ def rebuild_has_tests(db_path: Path) -> bool:
     return False
 
 
-def test_a_nuke_killed_part_way_leaves_the_database_intact(sandbox: Sandbox, db_path: Path) -> None:
-    env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+def test_a_nuke_killed_part_way_leaves_the_database_intact(
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
+) -> None:
+    env = synced_env
     before, inode = dump_data(db_path), db_path.stat().st_ino
     sandbox.set_faults(latency_ms=150)
     proc = subprocess.Popen(
@@ -248,15 +247,15 @@ def test_a_nuke_killed_part_way_leaves_the_database_intact(sandbox: Sandbox, db_
     assert db_path.stat().st_ino == inode
     assert runs(db_path) == [("sync", "success"), ("nuke", "running")]
     # The next run cleans the half-built file up, records the killed nuke, and proceeds.
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    assert cli("sync", "--no-progress", env=env).exit_code == 0
     assert not list(db_path.parent.glob("*.rebuild-*"))
     assert runs(db_path) == [("sync", "success"), ("nuke", "failed"), ("sync", "success")]
 
 
 def test_per_product_nuke_rebuilds_that_product_only(
-    mirror: tt.Mirror, sandbox: Sandbox, db_path: Path
+    synced: tt.Mirror, sandbox: Sandbox, db_path: Path
 ) -> None:
-    mirror.sync()
+    mirror = synced
     add_note(db_path)
     products = sorted(sandbox.truth().products)
     target, others = products[0], products[1:]
@@ -288,9 +287,10 @@ def test_per_product_nuke_rebuilds_that_product_only(
         assert rows_after == rows_before
 
 
-def test_a_second_process_cannot_sync_while_a_nuke_runs(sandbox: Sandbox, db_path: Path) -> None:
-    env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+def test_a_second_process_cannot_sync_while_a_nuke_runs(
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
+) -> None:
+    env = synced_env
     sandbox.set_faults(latency_ms=1500)  # the nuke outlasts the second process's start-up
     proc = subprocess.Popen(
         [sys.executable, "-m", "testio_toolkit", "sync", "--nuke", "--yes", "--no-progress"],
@@ -304,9 +304,9 @@ def test_a_second_process_cannot_sync_while_a_nuke_runs(sandbox: Sandbox, db_pat
         while not list(db_path.parent.glob("*.rebuild-*")) and time.monotonic() < deadline:
             time.sleep(0.05)
 
-        second = run_cli("sync", "--no-progress", env=env)
+        second = cli("sync", "--no-progress", env=env)
 
-        assert second.returncode == 1
+        assert second.exit_code == 1
         assert "a sync is running" in second.stderr
         assert "nuke" in second.stderr
         with pytest.raises(SyncInProgress):
@@ -317,18 +317,19 @@ def test_a_second_process_cannot_sync_while_a_nuke_runs(sandbox: Sandbox, db_pat
     assert proc.returncode == 0
 
 
-def test_restore_without_backup_is_a_clear_error(sandbox: Sandbox, db_path: Path) -> None:
-    env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+def test_restore_without_backup_is_a_clear_error(
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
+) -> None:
+    env = synced_env
 
-    result = run_cli("restore", env=env)
+    result = cli("restore", env=env)
 
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert "no backup" in result.stderr
 
 
-def test_readers_see_the_new_database_after_a_nuke(mirror: tt.Mirror, sandbox: Sandbox) -> None:
-    mirror.sync()
+def test_readers_see_the_new_database_after_a_nuke(synced: tt.Mirror, sandbox: Sandbox) -> None:
+    mirror = synced
     gone = sorted(sandbox.truth().tests)[:3]
     sandbox.delete_tests(gone)
     mirror.refresh()
@@ -339,11 +340,12 @@ def test_readers_see_the_new_database_after_a_nuke(mirror: tt.Mirror, sandbox: S
     assert not set(gone) & set(mirror.tests(include_deleted=True)["id"])
 
 
-def test_keep_backups_keeps_that_many_of_the_newest(sandbox: Sandbox, db_path: Path) -> None:
-    env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+def test_keep_backups_keeps_that_many_of_the_newest(
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
+) -> None:
+    env = synced_env
     for _ in range(3):
-        result = run_cli("--keep-backups", "2", "sync", "--nuke", "--yes", "--no-progress", env=env)
-        assert result.returncode == 0, result.stderr
+        result = cli("--keep-backups", "2", "sync", "--nuke", "--yes", "--no-progress", env=env)
+        assert result.exit_code == 0, result.stderr
 
     assert len(list(db_path.parent.glob("mirror.backup-*.db"))) == 2

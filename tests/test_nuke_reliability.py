@@ -21,7 +21,7 @@ from testio_toolkit.account import fingerprint, new_salt, same_account
 from testio_toolkit.errors import ConfigError, StoreError
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import assert_mirror_equals_truth, cli_env, make_mirror, run_cli
+from .conftest import assert_mirror_equals_truth, cli, cli_env, make_mirror
 from .test_nuke import dump, dump_data, rebuild_has_tests, runs
 
 # What tells the mirror before a nuke from the one after: two tests marked gone upstream
@@ -128,7 +128,7 @@ def test_a_nuke_succeeds_beside_idle_connections_and_a_read_transaction_of_anoth
         ready = json.loads(reader.stdout.readline())
         assert ready["ready"] == [old, old, old]
 
-        nuked = run_cli("sync", "--nuke", "--yes", "--no-progress", env=cli_env(sandbox, db_path))
+        nuked = cli("sync", "--nuke", "--yes", "--no-progress", env=cli_env(sandbox, db_path))
 
         reader.stdin.write("check\n")
         reader.stdin.flush()
@@ -136,7 +136,7 @@ def test_a_nuke_succeeds_beside_idle_connections_and_a_read_transaction_of_anoth
     finally:
         if reader.poll() is None:
             reader.kill()
-    assert nuked.returncode == 0, nuked.stderr
+    assert nuked.exit_code == 0, nuked.stderr
     report = json.loads(out.splitlines()[-1])
     assert report["in_tx"] == old  # the open read transaction kept its snapshot
     assert report["after"] == [new, new, new]  # every connection sees the new mirror
@@ -188,7 +188,7 @@ def test_a_kill_9_at_any_moment_of_the_swap_leaves_the_old_or_the_new_mirror_who
     if phase == "backup":
         assert any(".partial-" in name for name in leftovers(db_path))
 
-    assert run_cli("sync", "--no-progress", env=cli_env(sandbox, db_path)).returncode == 0
+    assert cli("sync", "--no-progress", env=cli_env(sandbox, db_path)).exit_code == 0
     assert leftovers(db_path) == []
     assert current_state(db_path)[:1] == (new if phase == "after" else old)[:1]
     killed_nuke = [status for mode, status in runs(db_path) if mode == "nuke"]
@@ -201,10 +201,9 @@ def test_a_kill_9_at_any_moment_of_the_swap_leaves_the_old_or_the_new_mirror_who
 
 @pytest.mark.parametrize("per_product", [False, True], ids=["full", "per-product"])
 def test_sigint_during_a_nuke_exits_130_and_records_a_cancelled_nuke_in_the_mirror(
-    sandbox: Sandbox, db_path: Path, per_product: bool
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str], per_product: bool
 ) -> None:
-    env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    env = synced_env
     before = dump_data(db_path)
     target = ["--product", str(sorted(sandbox.truth().products)[0])] if per_product else []
     sandbox.set_faults(latency_ms=300)  # the rebuild outlasts the wait for its first tests
@@ -239,8 +238,8 @@ def test_sigint_during_a_nuke_exits_130_and_records_a_cancelled_nuke_in_the_mirr
     assert runs(db_path) == [("sync", "success"), ("nuke", "cancelled")]
     assert dump_data(db_path) == before
     assert leftovers(db_path) == []
-    again = run_cli("sync", "--no-progress", env=env)
-    assert again.returncode == 0, again.stderr
+    again = cli("sync", "--no-progress", env=env)
+    assert again.exit_code == 0, again.stderr
     assert runs(db_path)[-2:] == [("nuke", "cancelled"), ("sync", "success")]
 
 
@@ -268,10 +267,9 @@ INTERRUPTED_AFTER_SWAP = """
 
 @pytest.mark.parametrize("per_product", [False, True], ids=["full", "per-product"])
 def test_an_interrupt_after_the_swap_reports_that_the_nuke_completed(
-    sandbox: Sandbox, db_path: Path, per_product: bool
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str], per_product: bool
 ) -> None:
-    env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    env = synced_env
     target = ["--product", str(sorted(sandbox.truth().products)[0])] if per_product else []
     args = ["sync", "--nuke", "--yes", "--no-progress", *target]
 
@@ -327,17 +325,17 @@ def test_another_account_at_the_same_url_is_refused_before_anything_is_written(
     before = dump(db_path)
     intruder = make_mirror(other_account, db_path)
 
-    cli = run_cli("sync", "--force", "--no-progress", env=cli_env(other_account, db_path))
+    done = cli("sync", "--force", "--no-progress", env=cli_env(other_account, db_path))
     for attempt in (intruder.sync, intruder.refresh, lambda: intruder.nuke(confirm=True)):
         with pytest.raises(ConfigError, match="another account"):
             attempt()
     with pytest.raises(ConfigError, match="another account"):
         intruder.nuke(products=[sorted(other_account.truth().products)[0]], confirm=True)
 
-    assert cli.returncode == 2, cli.stderr
+    assert done.exit_code == 2, done.stderr
     for hint in ("another account", "nothing was written", "TESTIO_DB_PATH", "--db", "Mirror("):
-        assert hint in cli.stderr, cli.stderr
-    assert other_account.token not in cli.stderr
+        assert hint in done.stderr, done.stderr
+    assert other_account.token not in done.stderr
     assert dump(db_path) == before
     assert leftovers(db_path) == [] and not list(db_path.parent.glob("*.backup-*"))
 
@@ -421,9 +419,9 @@ def test_restore_on_a_full_disk_names_the_file_and_the_space_needed_and_leaves_n
     before = dump(db)
     fill(small_disk, leave=db.stat().st_size // 2)
 
-    result = run_cli("restore", env=cli_env(sandbox, db))
+    result = cli("restore", env=cli_env(sandbox, db))
 
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert "Traceback" not in result.stderr and "Errno" not in result.stderr, result.stderr
     assert "not enough free space" in result.stderr
     assert str(db) in result.stderr and "MB free" in result.stderr
@@ -482,9 +480,9 @@ def test_a_restore_killed_while_copying_leaves_a_file_the_next_run_removes(
     assert any(".partial-" in name for name in leftovers(db_path))
     assert current_state(db_path) == new
 
-    again = run_cli("sync", "--no-progress", env=cli_env(sandbox, db_path))
+    again = cli("sync", "--no-progress", env=cli_env(sandbox, db_path))
 
-    assert again.returncode == 0, again.stderr
+    assert again.exit_code == 0, again.stderr
     assert leftovers(db_path) == []
     make_mirror(sandbox, db_path).restore()  # the backup is whole: it restores
     assert current_state(db_path)[:2] == old[:2]

@@ -9,10 +9,17 @@ from pathlib import Path
 
 import pytest
 
+import testio_toolkit as tt
 from testio_toolkit.rows import to_utc
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import assert_mirror_equals_truth, cli_env, digest, make_mirror, run_cli, table_rows
+from .conftest import (
+    assert_mirror_equals_truth,
+    cli,
+    cli_env,
+    digest,
+    table_rows,
+)
 from .test_sync import logged_writes, sorted_test_ids, watch_writes
 
 
@@ -75,17 +82,17 @@ def test_force_refresh_keeps_local_state_and_applies_every_upstream_change(
     sandbox: Sandbox, db_path: Path
 ) -> None:
     env = cli_env(sandbox, db_path)
-    first = run_cli("sync", "--no-progress", env=env)
-    assert first.returncode == 0, first.stderr
+    first = cli("sync", "--no-progress", env=env)
+    assert first.exit_code == 0, first.stderr
     annotate(db_path)
     inode = db_path.stat().st_ino
     tests_before = len(table_rows(db_path, "tests"))
     bugs_before = len(table_rows(db_path, "bugs"))
     change = change_upstream(sandbox)
 
-    refresh = run_cli("sync", "--force", "--no-progress", env=env)
+    refresh = cli("sync", "--force", "--no-progress", env=env)
 
-    assert refresh.returncode == 0, refresh.stderr
+    assert refresh.exit_code == 0, refresh.stderr
     assert db_path.stat().st_ino == inode
     tests = table_rows(db_path, "tests")
     for test_id in set(tests) - set(change["added"]):
@@ -120,10 +127,9 @@ def test_force_refresh_keeps_local_state_and_applies_every_upstream_change(
 
 
 def test_second_refresh_with_nothing_changed_rewrites_no_row(
-    sandbox: Sandbox, db_path: Path
+    sandbox: Sandbox, db_path: Path, synced: tt.Mirror
 ) -> None:
-    mirror = make_mirror(sandbox, db_path)
-    mirror.sync()
+    mirror = synced
     mirror.refresh()
     watch_writes(db_path)
 
@@ -137,25 +143,25 @@ def test_second_refresh_with_nothing_changed_rewrites_no_row(
 
 
 def test_dry_run_force_is_byte_identical_and_predicts_the_real_run(
-    sandbox: Sandbox, db_path: Path
+    sandbox: Sandbox, db_path: Path, synced_env: dict[str, str]
 ) -> None:
-    env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    env = synced_env
     change_upstream(sandbox)
     before = digest(db_path)
 
-    dry = run_cli("sync", "--force", "--dry-run", "--no-progress", env=env)
+    dry = cli("sync", "--force", "--dry-run", "--no-progress", env=env)
 
-    assert dry.returncode == 0, dry.stderr
+    assert dry.exit_code == 0, dry.stderr
     assert "dry run" in dry.stdout
     assert digest(db_path) == before
-    real = run_cli("sync", "--force", "--no-progress", env=env)
+    real = cli("sync", "--force", "--no-progress", env=env)
     assert counts_from_output(dry.stdout) == counts_from_output(real.stdout)
 
 
-def test_refresh_of_one_product_touches_no_other_product(sandbox: Sandbox, db_path: Path) -> None:
-    mirror = make_mirror(sandbox, db_path)
-    mirror.sync()
+def test_refresh_of_one_product_touches_no_other_product(
+    sandbox: Sandbox, db_path: Path, synced: tt.Mirror
+) -> None:
+    mirror = synced
     products = sorted(sandbox.truth().products)
     watch_writes(db_path)
     for product_id in products:  # changes everywhere; only one product is refreshed
@@ -178,9 +184,10 @@ def test_refresh_of_one_product_touches_no_other_product(sandbox: Sandbox, db_pa
     assert bug_products in ([], [(products[0],)])
 
 
-def test_refresh_since_marks_nothing_outside_its_window(sandbox: Sandbox, db_path: Path) -> None:
-    mirror = make_mirror(sandbox, db_path)
-    mirror.sync()
+def test_refresh_since_marks_nothing_outside_its_window(
+    sandbox: Sandbox, db_path: Path, synced: tt.Mirror
+) -> None:
+    mirror = synced
     truth = sandbox.truth()
     ordered = sorted(truth.tests, key=lambda t: to_utc(truth.tests[t]["end_at"]) or "")
     since = (to_utc(truth.tests[ordered[len(ordered) // 2]]["end_at"]) or "")[:10]
@@ -211,22 +218,27 @@ def test_refresh_since_marks_nothing_outside_its_window(sandbox: Sandbox, db_pat
     ],
 )
 def test_force_with_bad_input_fails_clearly_and_changes_nothing(
-    sandbox: Sandbox, db_path: Path, args: list[str], code: int, message: str
+    sandbox: Sandbox,
+    db_path: Path,
+    synced_env: dict[str, str],
+    args: list[str],
+    code: int,
+    message: str,
 ) -> None:
-    env = cli_env(sandbox, db_path)
-    assert run_cli("sync", "--no-progress", env=env).returncode == 0
+    env = synced_env
     before = digest(db_path)
 
-    result = run_cli("sync", "--force", "--no-progress", *args, env=env)
+    result = cli("sync", "--force", "--no-progress", *args, env=env)
 
-    assert result.returncode == code
+    assert result.exit_code == code
     assert message in result.stderr
     assert digest(db_path) == before
 
 
-def test_bugs_of_a_deleted_test_are_marked_gone(sandbox: Sandbox, db_path: Path) -> None:
-    mirror = make_mirror(sandbox, db_path)
-    mirror.sync()
+def test_bugs_of_a_deleted_test_are_marked_gone(
+    sandbox: Sandbox, db_path: Path, synced: tt.Mirror
+) -> None:
+    mirror = synced
     truth = sandbox.truth()
     test_id = next(v["test"]["id"] for v in truth.bugs.values())
     bug_ids = {b for b, v in truth.bugs.items() if v["test"]["id"] == test_id}

@@ -9,8 +9,7 @@ import json
 import math
 import sqlite3
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +20,9 @@ from testio_toolkit.client import TestIOClient
 from testio_toolkit.errors import ServiceError, StoreError, SyncInProgress
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import FAST, assert_mirror_equals_truth, cli_env, make_mirror
-from .test_secrets import cli, secret_sandbox, watch_for_token
+from .conftest import FAST, assert_mirror_equals_truth, cli, cli_env, make_mirror, secret_sandbox
 
-
-@pytest.fixture(autouse=True)
-def token_never_leaks(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> Iterator[None]:
-    yield from watch_for_token(caplog, tmp_path)
-
-
-@pytest.fixture
-def sb() -> Iterator[Sandbox]:
-    with secret_sandbox() as sandbox:
-        yield sandbox
+pytestmark = pytest.mark.usefixtures("token_never_leaks")
 
 
 def products(sb: Sandbox) -> list[int]:
@@ -135,13 +124,13 @@ def test_poisoned_records_are_logged_once_with_neighbours_and_read_by_problemati
 
     env = cli_env(sb, db_path)
     listed = cli("problematic", "list", env=env)
-    assert listed.returncode == 0, listed.stderr
+    assert listed.exit_code == 0, listed.stderr
     assert len(listed.stdout.strip().splitlines()) == 1 + len(poisoned)  # a header, a row each
 
     sb.clear_faults()
     retried = cli("problematic", "retry", "--no-progress", env=env)
 
-    assert retried.returncode == 0, retried.stderr
+    assert retried.exit_code == 0, retried.stderr
     assert "sync success" in retried.stdout
     assert open_entries(db_path) == []
     assert len(rows(db_path, "SELECT * FROM unreadable WHERE resolved_at IS NOT NULL")) == 7
@@ -247,17 +236,15 @@ def test_the_cli_exits_1_for_partial_and_for_failed_runs(tmp_path: Path) -> None
         first = products(partial_sb)[0]
         partial_sb.set_faults(poisoned_test_ids={partial_sb.test_ids(first)[30]})
         failed_sb.set_faults(fail_after=1)  # the failed run waits out the default backoff
-        with ThreadPoolExecutor(2) as pool:  # so the two runs share the wait
-            runs = [
-                pool.submit(cli, "sync", "--no-progress", env=cli_env(sb, tmp_path / name))
-                for sb, name in ((partial_sb, "p.db"), (failed_sb, "f.db"))
-            ]
-            partial, failed = (run.result() for run in runs)
+        partial, failed = (
+            cli("sync", "--no-progress", env=cli_env(sb, tmp_path / name))
+            for sb, name in ((partial_sb, "p.db"), (failed_sb, "f.db"))
+        )
 
-    assert partial.returncode == 1, partial.stderr
+    assert partial.exit_code == 1, partial.stderr
     assert "sync partial" in partial.stdout
     assert last_run(tmp_path / "p.db")["status"] == "partial"
-    assert failed.returncode == 1, failed.stderr
+    assert failed.exit_code == 1, failed.stderr
     assert "sync failed" in failed.stdout
     assert "503" in failed.stderr
     assert last_run(tmp_path / "f.db")["status"] == "failed"
@@ -432,24 +419,6 @@ def test_hangs_in_the_middle_of_a_run_end_in_a_complete_mirror(sb: Sandbox, db_p
 # -- bad local state ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def steady() -> Iterator[Sandbox]:
-    """A sandbox the bad-state tests only read (they never set faults)."""
-    with secret_sandbox() as sandbox:
-        yield sandbox
-
-
-@pytest.fixture(scope="module")
-def good_bytes(steady: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """A complete mirror of ``steady``, checkpointed into one file."""
-    path = tmp_path_factory.mktemp("good") / "mirror.db"
-    make_mirror(steady, path).sync()
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    return path.read_bytes()
-
-
 def not_sqlite(good: bytes, path: Path) -> None:
     path.write_text("id,title\n1,my notes - not a database\n" * 200)
 
@@ -489,11 +458,16 @@ BAD_STATES = {
 }
 
 
-def bad_database(state: str, good: bytes, folder: Path) -> Path:
+def bad_database(
+    state: str,
+    good: bytes,
+    folder: Path,
+    states: dict[str, Callable[[bytes, Path], None]] = BAD_STATES,
+) -> Path:
     """``folder/mirror.db`` in a bad state, and nothing else in ``folder``."""
     folder.mkdir()
     path = folder / "mirror.db"
-    BAD_STATES[state](good, path)
+    states[state](good, path)
     for side in folder.iterdir():
         if side != path:
             side.unlink()
@@ -540,13 +514,11 @@ def test_bad_local_state_from_the_cli_exits_1_naming_the_file(
     before = path.read_bytes()
 
     env = cli_env(steady, path)
-    with ThreadPoolExecutor(2) as pool:
-        synced, status = pool.map(
-            lambda args: cli(*args, env=env), [("sync", "--force", "--no-progress"), ("status",)]
-        )
+    synced = cli("sync", "--force", "--no-progress", env=env)
+    status = cli("status", env=env)
 
     for done in (synced, status):
-        assert done.returncode == 1, done.stderr
+        assert done.exit_code == 1, done.stderr
         assert "Traceback" not in done.stderr, done.stderr
         assert str(path) in done.stderr
     assert path.read_bytes() == before
@@ -581,6 +553,6 @@ def test_a_read_only_location_from_the_cli_is_not_reported_as_a_running_sync(
 ) -> None:
     done = cli("sync", "--no-progress", env=cli_env(steady, READ_ONLY_PATH))
 
-    assert done.returncode == 1
+    assert done.exit_code == 1
     assert str(READ_ONLY_PATH) in done.stderr
     assert "SyncInProgress" not in done.stderr and "running" not in done.stderr, done.stderr

@@ -1,19 +1,17 @@
 """The API token stays secret: never in logs, messages, reprs, database files or CLI output.
 
-The helpers here are shared with ``test_resilience.py`` and ``test_locking.py``: their sandboxes
-use ``SECRET`` as the token, every CLI run goes through ``cli()``, and an autouse fixture
-scans the logs (DEBUG, httpx and httpcore included) and every file a test left in its
-``tmp_path``. So "the token is found nowhere after all of the above" is checked after every
-fault-injection case, not only here.
+The helpers live in ``conftest.py`` and are shared with ``test_messages.py``,
+``test_resilience.py`` and ``test_locking.py``: their sandboxes use ``SECRET`` as the token
+(``sb``), every CLI run's output is scanned (``cli()``, ``run_cli()``), and
+``token_never_leaks`` scans the logs (DEBUG, httpx and httpcore included) and every file a
+test left in its ``tmp_path``. So "the token is found nowhere after all of the above" is
+checked after every fault-injection case, not only here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,75 +23,21 @@ from testio_toolkit.config import Settings
 from testio_toolkit.lock import WriterLock
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import FAST, cli_env, make_mirror, run_cli
+from .conftest import (
+    FAST,
+    FRAGMENT,
+    SECRET,
+    assert_no_secret,
+    assert_no_secret_in_exception,
+    assert_no_secret_in_files,
+    cli,
+    cli_env,
+    make_mirror,
+    secret_sandbox,
+    watch_for_token,
+)
 
-# A token nobody could mistake for anything else; FRAGMENT catches partial leaks too
-# (a token cut to fit a line, or with its first characters masked).
-SECRET = "ttk-SECRET-5f1c9e7a2b44d0-do-not-print"
-FRAGMENT = "5f1c9e7a2b44d0"
-NEEDLES = (SECRET.encode(), FRAGMENT.encode())
-
-
-def secret_sandbox(**options: Any) -> Sandbox:
-    """A small sandbox (not started) whose only accepted token is ``SECRET``."""
-    return Sandbox(preset="small", token=SECRET, **options)
-
-
-def assert_no_secret(value: str | bytes, where: str) -> None:
-    data = value if isinstance(value, bytes) else value.encode("utf-8", "replace")
-    for needle in NEEDLES:
-        assert needle not in data, f"the API token leaked into {where}"
-
-
-def assert_no_secret_in_files(root: Path) -> list[Path]:
-    """Scan every file below ``root`` (databases, -wal, -shm, backups, lock notes)."""
-    scanned = []
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            assert_no_secret(path.read_bytes(), str(path))
-            scanned.append(path)
-    return scanned
-
-
-def assert_no_secret_in_exception(exc: BaseException) -> None:
-    """The message and repr of an error and of every error chained to it."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        assert_no_secret(str(seen), f"the message of {type(seen).__name__}")
-        assert_no_secret(repr(seen), f"the repr of {type(seen).__name__}")
-        seen = seen.__cause__ or seen.__context__
-
-
-def watch_for_token(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> Iterator[None]:
-    """Body of the autouse fixture of each fault-injection module: log everything at
-    DEBUG (httpx and httpcore included), run the test, then look for the token."""
-    caplog.set_level(logging.DEBUG)
-    for name in ("httpx", "httpcore", "testio_toolkit"):
-        caplog.set_level(logging.DEBUG, logger=name)
-    yield
-    for record in caplog.records:
-        assert_no_secret(record.getMessage(), f"a log record of {record.name}")
-    assert_no_secret(caplog.text, "the captured log")
-    assert_no_secret_in_files(tmp_path)
-
-
-@pytest.fixture(autouse=True)
-def token_never_leaks(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> Iterator[None]:
-    yield from watch_for_token(caplog, tmp_path)
-
-
-@pytest.fixture
-def sb() -> Iterator[Sandbox]:
-    with secret_sandbox() as sandbox:
-        yield sandbox
-
-
-def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """``run_cli`` that also checks the token appears in neither stdout nor stderr."""
-    done = run_cli(*args, env=env, timeout=timeout)
-    assert_no_secret(done.stdout, f"the stdout of {' '.join(args)}")
-    assert_no_secret(done.stderr, f"the stderr of {' '.join(args)}")
-    return done
+pytestmark = pytest.mark.usefixtures("token_never_leaks")
 
 
 def mirror_with_token(sb: Sandbox, path: Path, token: str) -> tt.Mirror:
@@ -242,18 +186,15 @@ def test_database_files_wal_and_backups_never_hold_the_token(
 
 def test_cli_output_never_shows_the_token(tmp_path: Path) -> None:
     # Every CLI run of the fault-injection modules goes through cli(), which checks its
-    # output; here: progress bars (stderr) of a partial run, and a run the service refuses.
+    # output; here: a partial run that did not ask for --no-progress, and a run the service
+    # refuses.
     with secret_sandbox() as poisoned, secret_sandbox() as refusing:
         product = next(iter(poisoned.truth().products))
         poisoned.set_faults(poisoned_test_ids={poisoned.test_ids(product)[0]})
         refusing.set_faults(unauthorized=True)
-        with ThreadPoolExecutor(2) as pool:
-            partial_run = pool.submit(cli, "sync", env=cli_env(poisoned, tmp_path / "p.db"))
-            refused_run = pool.submit(
-                cli, "sync", "--force", "--no-progress", env=cli_env(refusing, tmp_path / "r.db")
-            )
-            partial, refused = partial_run.result(), refused_run.result()
+        partial = cli("sync", env=cli_env(poisoned, tmp_path / "p.db"))
+        refused = cli("sync", "--force", "--no-progress", env=cli_env(refusing, tmp_path / "r.db"))
 
-    assert partial.returncode == 1, partial.stderr
+    assert partial.exit_code == 1, partial.stderr
     assert "sync partial" in partial.stdout
-    assert refused.returncode == 1 and "401" in refused.stderr
+    assert refused.exit_code == 1 and "401" in refused.stderr

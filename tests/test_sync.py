@@ -11,7 +11,13 @@ import pytest
 from testio_toolkit.rows import is_final, to_utc
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import assert_mirror_equals_truth, digest, make_mirror
+from .conftest import (
+    assert_mirror_equals_truth,
+    assert_within_budget,
+    digest,
+    make_mirror,
+    synced_copy,
+)
 
 WATCHED = ("products", "tests", "bugs", "features")
 
@@ -85,13 +91,23 @@ def test_second_sync_rewrites_nothing_and_makes_only_the_expected_requests(
         expected_details += sum(1 for t in changeable if t not in ordered[:per_page])
         expected_bug_requests += math.ceil(len(changeable) / 15)
     counters = sandbox.counters
-    # The head window, and one window over the tail (where unscheduled tests sort) for a
-    # product longer than a page: at most one request more a product than reading page 1.
     longer = sum(1 for p in truth.products if len(sorted_test_ids(sandbox, p)) >= per_page)
-    assert counters["exploratory_tests"] <= len(truth.products) + longer
-    # Changeable tests neither window showed are re-read on their detail endpoint.
-    assert counters["exploratory_test"] <= expected_details
-    assert counters["bugs"] == expected_bug_requests
+    assert_within_budget(
+        counters["exploratory_tests"],
+        len(truth.products) + longer,
+        "the head window, and one window over the tail (where unscheduled tests sort) for a "
+        "product longer than a page",
+    )
+    assert_within_budget(
+        counters["exploratory_test"],
+        expected_details,
+        "changeable tests neither window showed are re-read on their detail endpoint",
+    )
+    assert_within_budget(
+        counters["bugs"],
+        expected_bug_requests,
+        "the bugs of every changeable test, in batches of 15 test ids",
+    )
     # Every request is charged to its product, but the one `products` call of the run.
     assert sum(r.requests for r in result.products) + 1 == result.requests == sandbox.requests_total
 
@@ -172,15 +188,23 @@ def test_since_limits_the_work(sandbox: Sandbox, db_path: Path) -> None:
 def test_dry_run_leaves_the_database_file_unchanged(sandbox: Sandbox, db_path: Path) -> None:
     mirror = make_mirror(sandbox, db_path)
     mirror.sync()
-    sandbox.add_tests(next(iter(sandbox.truth().products)), count=3)
+    new = sandbox.add_tests(next(iter(sandbox.truth().products)), count=3)
+    wal = db_path.with_name(db_path.name + "-wal")
     before = digest(db_path)
+    wal_before = wal.read_bytes() if wal.exists() else b""
 
     result = mirror.sync(dry_run=True)
 
     assert result.dry_run
-    assert result.tests.added == 3
+    assert result.tests.added == len(new) == 3
     assert digest(db_path) == before
-    assert not db_path.with_name(db_path.name + "-wal").exists() or digest(db_path) == before
+    # Nothing went into the WAL either, where the next reader would see it (an empty WAL
+    # holds nothing).
+    assert (wal.read_bytes() if wal.exists() else b"") == wal_before
+    conn = sqlite3.connect(db_path)
+    stored = {row[0] for row in conn.execute("SELECT id FROM tests")}
+    conn.close()
+    assert stored == set(sandbox.truth().tests) - set(new)
 
 
 def test_dry_run_on_a_missing_database_creates_nothing(sandbox: Sandbox, db_path: Path) -> None:
@@ -205,3 +229,22 @@ def test_changeable_statuses_are_reread(sandbox: Sandbox, db_path: Path, status:
 
     assert result.tests.updated == 1
     assert mirror.tests().set_index("id").loc[old, "title"] == "renamed upstream"
+
+
+def test_a_synced_copy_is_what_a_first_sync_leaves(
+    sandbox: Sandbox, db_path: Path, small_template: Path
+) -> None:
+    """The ``synced`` fixture's shortcut holds: a copy of the session's template, adopted by
+    a fresh sandbox, holds that sandbox's truth and its next sync finds nothing to do."""
+    synced_copy(small_template, sandbox, db_path)
+    assert_mirror_equals_truth(db_path, sandbox)
+    watch_writes(db_path)
+
+    result = make_mirror(sandbox, db_path).sync()
+
+    assert result.status == "success"
+    assert logged_writes(db_path) == []
+    conn = sqlite3.connect(db_path)
+    history = conn.execute("SELECT mode, status FROM sync_runs ORDER BY id").fetchall()
+    conn.close()
+    assert history == [("sync", "success"), ("sync", "success")]

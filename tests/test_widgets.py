@@ -51,14 +51,6 @@ def count(path: Path, sql: str) -> int:
         conn.close()
 
 
-@pytest.fixture
-def synced(sandbox: Sandbox, db_path: Path) -> tt.Mirror:
-    """A mirror that already holds the sandbox."""
-    mirror = make_mirror(sandbox, db_path)
-    mirror.sync()
-    return mirror
-
-
 def all_buttons(panel: Panel) -> list[object]:
     return [panel.sync_button, panel.refresh_button, panel.nuke_button]
 
