@@ -92,7 +92,7 @@ READER = """
     first = [state(rw), state(ro)]
     tx.execute("BEGIN")
     first.append(state(tx))                                        # an open read transaction
-    seen, slowest, stop = [], 0.0, threading.Event()
+    seen, slowest, stop, polls = [], 0.0, threading.Event(), [0]
     def poll():
         global slowest
         conn = sqlite3.connect(db, isolation_level=None)
@@ -104,6 +104,7 @@ READER = """
             slowest = max(slowest, time.monotonic() - started)
             if now not in seen:
                 seen.append(now)
+            polls[0] += 1
             time.sleep(0.005)
     poller = threading.Thread(target=poll)
     poller.start()
@@ -112,6 +113,11 @@ READER = """
     in_tx = state(tx)                                              # still the old snapshot
     tx.execute("COMMIT")
     after = [state(tx), state(rw), state(ro)]
+    # The poller's last read must start after the nuke ended: a busy machine may not have
+    # scheduled it since, so wait for two more of its reads before stopping it.
+    target = polls[0] + 2
+    while polls[0] < target:
+        time.sleep(0.005)
     stop.set()
     poller.join()
     print(json.dumps({"in_tx": in_tx, "after": after, "seen": seen, "slowest": slowest}))
