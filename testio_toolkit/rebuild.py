@@ -22,9 +22,10 @@ Why the nuke's run row goes into the live mirror first, and not only into the re
 failed or interrupted rebuild is thrown away, and its outcome must still be in the history.
 On any failure the build is removed and the true outcome written into that row
 (``_record_failed``); a kill -9 leaves the row 'running', which the next run marks failed.
-The row is copied into the build with the rest of the history, and the engine finishes it
-there, so a swapped-in mirror holds the finished row (a product rebuild finishes the live
-row in the transaction that replaces the rows). The backup's name is chosen as the rebuild
+A whole rebuild gets the row with the rest of the history (runs and change feed), and the
+engine finishes it there, so a swapped-in mirror holds the finished row. A product rebuild
+gets no history (its file is thrown away): the live row is finished in the transaction
+that replaces the rows. The backup's name is chosen as the rebuild
 starts, so the engine can put it in the result of a run that succeeds.
 """
 
@@ -105,8 +106,8 @@ def rebuilding(
         with Store.open(build) as store, _previous(path) as previous:
             if not products:
                 account.record(store, identity)  # the build becomes the mirror
-            if path.exists():
-                store.copy_history_from(path)
+                if path.exists():
+                    store.copy_history_from(path)  # with the nuke's 'running' row
             target = Target(store, previous=previous, run_id=run_id, backup_path=backup)
             yield target
         result = target.result
@@ -179,7 +180,7 @@ def _replace_products(
             )
 
         # The rows and the run's outcome commit together.
-        store.replace_products(build, products, run_id=target.run_id or 0, also=finish)
+        store.replace_products(build, products, also=finish)
 
 
 def _require_success(result: SyncResult, path: Path) -> None:

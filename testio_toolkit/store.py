@@ -1210,7 +1210,6 @@ class Store(Reader):
         aside: Path,
         product_ids: Sequence[int],
         *,
-        run_id: int,
         also: Callable[[], None] | None = None,
     ) -> None:
         """Swap in the rebuilt tests, bugs and features of some products, in one transaction.
@@ -1220,9 +1219,8 @@ class Store(Reader):
         transaction (the nuke records its outcome with the rows it swapped in).
 
         The history stays: ``changes`` rows of these products are not deleted, and the
-        aside's change rows of the nuke's run ``run_id`` (what the rebuild changed against
-        this mirror, see ``sync.Engine``) are added. The aside's other change rows are this
-        mirror's own history, copied there for the rebuild to read.
+        aside's change rows (what the rebuild changed against this mirror, recorded under
+        the nuke's run row here, see ``sync.Engine``) are added.
         """
         marks = ",".join("?" * len(product_ids))
         ids = tuple(product_ids)
@@ -1244,9 +1242,7 @@ class Store(Reader):
                 self._write("INSERT INTO product_state SELECT * FROM aside.product_state")
                 cols = ", ".join(feed.COLUMNS)
                 self._write(
-                    f"INSERT INTO changes ({cols}) SELECT {cols} FROM aside.changes "
-                    "WHERE run_id = ? ORDER BY id",
-                    (run_id,),
+                    f"INSERT INTO changes ({cols}) SELECT {cols} FROM aside.changes ORDER BY id"
                 )
                 if also is not None:
                     also()
