@@ -52,7 +52,7 @@ from .backups import NukePlan
 from .errors import RebuildFailed
 from .results import ProgressEvent, SyncResult
 from .runner import Job
-from .vocabulary import CONFIRM_WORD, Mode
+from .vocabulary import CONFIRM_WORD, ChangeKind, Mode
 from .vocabulary import PHASE_LABELS as PHASES
 
 if TYPE_CHECKING:
@@ -807,7 +807,11 @@ def _recent_html(frame: pd.DataFrame) -> str:
         body += f"<tr><th>{html.escape(str(entity))}s</th>{cells}</tr>"
     latest = ""
     for row in frame.tail(RECENT_LISTED).iloc[::-1].itertuples():
-        what = f"{row.field}: {row.old} → {row.new}" if row.kind == "changed" else str(row.kind)
+        what = (
+            f"{row.field}: {row.old} → {row.new}"
+            if row.kind == ChangeKind.CHANGED
+            else str(row.kind)
+        )
         latest += (
             f"<tr><td>{row.at:%Y-%m-%d %H:%M}</td><td>{html.escape(str(row.entity))} "
             f"{row.entity_id}</td><td>{html.escape(str(row.title or ''))[:60]}</td>"
