@@ -33,7 +33,13 @@ What a client meets here, as on the real service:
   moved or deleted before some page requests are answered (``sb.movements`` lists them).
 - A deleted product (``delete_product``) answers 404 everywhere and can come back
   (``restore_product``).
-- ``test_environment`` is null for a few tests and ``submitted_by`` for initialized
+- ``test_environment`` is ``{id, title, url, username, password, access, proxy,
+  allow_orders, access_type, binary_app}`` with the customer's login, as on the service:
+  tests (list and detail) and bugs carry it; some environments need no login (empty
+  strings), basic-auth ones put a password in the url, app builds an install token.
+  ``sb.served_secrets()`` lists every credential served, ``sb.rotate_credentials()``
+  changes them all, ``Truth.without_credentials()`` is the truth as a client that stores
+  none keeps it. It is null for a few tests, and ``submitted_by`` for initialized
   ones; a bug's ``auto_accepted`` is sometimes absent and its ``steps`` sometimes null.
 """
 

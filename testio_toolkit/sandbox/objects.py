@@ -36,10 +36,12 @@ __all__ = [
     "bug_fragment",
     "bug_heads",
     "encode",
+    "environment",
     "test_dict",
     "test_fragment",
     "test_head",
     "test_parts",
+    "without_credentials",
 ]
 
 # Weighted choices as bags: rng.pick from these is several times cheaper than choices().
@@ -87,9 +89,11 @@ def _requirement(rng: Dice) -> dict[str, Any]:
     }
 
 
-def _test_body(rng: Dice) -> dict[str, Any]:
+def _test_body(rng: Dice) -> tuple[dict[str, Any], int | None]:
+    """A test's generated body, and which of the account's environments it uses (None:
+    the test has none). The environment is spliced in when served: its credentials rotate."""
     env = rng.between(0, len(text.ENVIRONMENTS) - 1)
-    return {
+    body = {
         "goal_text": text.paragraph(rng, rng.between(1, 2)),
         "instructions_text": text.paragraph(rng, rng.between(2, 4)),
         "out_of_scope_text": text.out_of_scope(rng),
@@ -97,11 +101,99 @@ def _test_body(rng: Dice) -> dict[str, Any]:
         "enable_high": True,
         "enable_critical": True,
         "created_by": rng.pick(text.USERS),
-        "test_environment": None
-        if rng.random() < 0.02
-        else {"id": 7000 + env, "title": text.ENVIRONMENTS[env]},
-        "requirements": [_requirement(rng) for _ in range(rng.between(1, 3))],
     }
+    chosen = None if rng.random() < 0.02 else env
+    body["requirements"] = [_requirement(rng) for _ in range(rng.between(1, 3))]
+    return body, chosen
+
+
+# What a customer's environment needs to be entered: a site behind a login, basic auth,
+# a VPN, or a build to install. (access type, login needed, extra access text)
+_ACCESS = (
+    ("public", False, False),
+    ("login", True, False),
+    ("basic_auth", True, True),
+    ("login", True, True),
+    ("vpn", True, True),
+    ("login", True, False),
+    ("basic_auth", True, True),
+    ("login", True, False),
+)
+_PASSWORD_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789!#$%&*+-=?"
+
+
+def _password(rng: Dice, length: int = 16) -> str:
+    return "".join(rng.pick(_PASSWORD_ALPHABET) for _ in range(length))
+
+
+def environment(seed: int, index: int, generation: int) -> tuple[dict[str, Any], list[str]]:
+    """Environment ``index`` of the account as served (credentials of ``generation``: they
+    change when the customer rotates them), and every secret string in it.
+
+    The secrets are the needles tests look for in everything the toolkit writes; the
+    fields that hold them are the ones ``Truth.without_credentials`` masks.
+    """
+    title = text.ENVIRONMENTS[index]
+    access_type, login, extra = _ACCESS[index % len(_ACCESS)]
+    rng = Dice(f"testio-sandbox/environment/{seed}/{index}/{generation}")
+    host = f"{title.split()[0].lower().encode('ascii', 'ignore').decode() or 'env'}{index}"
+    secrets: list[str] = []
+    url = f"https://{host}.customer-qa.example/"
+    if access_type == "basic_auth":  # credentials in the URL, as customers paste them
+        url_password = _password(rng, 12)
+        url = f"https://preview:{url_password}@{host}.customer-qa.example/"
+        secrets.append(url_password)
+    env: dict[str, Any] = {
+        "id": 7000 + index,
+        "title": title,
+        "url": url,
+        "username": "",
+        "password": "",
+        "access": "",
+        "proxy": index % 3 == 1,
+        "allow_orders": index % 2 == 0,
+        "access_type": access_type,
+        "binary_app": None,
+    }
+    if login:
+        env["username"] = f"qa-{host}-{rng.between(1000, 9999)}@customer-qa.example"
+        env["password"] = _password(rng)
+        secrets += [env["username"], env["password"]]
+    if extra:
+        second = _password(rng, 10)
+        env["access"] = (
+            f"Log in with the account above, then unlock the staging gate with {second}. "
+            f"Ask for a new code if it expired."
+        )
+        secrets.append(second)
+    if title.startswith(("TestFlight", "Play Store")):
+        token = "".join(rng.pick("0123456789abcdef") for _ in range(32))
+        env["binary_app"] = {
+            "id": 400 + index,
+            "title": f"{title} build",
+            "install_url": f"https://builds.customer-qa.example/{index}",
+            "install_token": token,
+        }
+        secrets.append(token)
+    return env, secrets
+
+
+def without_credentials(env: dict[str, Any] | None, marker: str) -> dict[str, Any] | None:
+    """An environment as a client that stores no credentials keeps it: every field that
+    :func:`environment` filled with a secret (and left non-empty) holds ``marker``."""
+    if env is None:
+        return None
+    masked = dict(env)
+    for name in ("username", "password", "access"):
+        if masked.get(name):
+            masked[name] = marker
+    url = masked.get("url") or ""
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        masked["url"] = f"{scheme}://{marker}@{rest.split('@', 1)[1]}"
+    if masked.get("binary_app"):
+        masked["binary_app"] = dict(masked["binary_app"], install_token=marker)
+    return masked
 
 
 def _bug_body(rng: Dice) -> dict[str, Any]:
@@ -127,16 +219,44 @@ def _bug_body(rng: Dice) -> dict[str, Any]:
 
 
 class Pools:
-    """Generated test and bug bodies, each kept as encoded members as well."""
+    """Generated test and bug bodies, each kept as encoded members as well, and the
+    account's test environments (with the credentials of the current generation)."""
 
     SIZE = 1024
 
     def __init__(self, seed: int) -> None:
         rng = Dice(f"testio-sandbox/bodies/{seed}")
-        self.test_bodies = [_test_body(rng) for _ in range(self.SIZE)]
+        drawn = [_test_body(rng) for _ in range(self.SIZE)]
+        self.test_bodies = [body for body, _ in drawn]
+        self.test_env = [env for _, env in drawn]
         self.test_encoded = [_members(b) for b in self.test_bodies]
         self.bug_bodies = [_bug_body(rng) for _ in range(self.SIZE)]
         self.bug_encoded = [_members(b) for b in self.bug_bodies]
+        self.seed = seed
+        self.generation = 0
+        self.served_secrets: set[str] = set()
+        self._set_environments()
+
+    def _set_environments(self) -> None:
+        made = [environment(self.seed, i, self.generation) for i in range(len(text.ENVIRONMENTS))]
+        self.environments = [env for env, _ in made]
+        self.env_encoded = [encode(env) for env in self.environments]
+        for _, secrets in made:
+            self.served_secrets.update(secrets)
+
+    def rotate_credentials(self) -> None:
+        """Every environment gets new credentials (callers drop their encoded caches)."""
+        self.generation += 1
+        self._set_environments()
+
+    def environment_of(self, body: int) -> dict[str, Any] | None:
+        """A fresh copy of the environment of test body ``body`` (None: it has none)."""
+        env = self.test_env[body]
+        return None if env is None else self.copy(self.environments[env])
+
+    def environment_json(self, body: int) -> bytes:
+        env = self.test_env[body]
+        return b"null" if env is None else self.env_encoded[env]
 
     @staticmethod
     def copy(body: dict[str, Any]) -> dict[str, Any]:
@@ -212,7 +332,8 @@ def test_head(seed: int, skeleton: Skeleton, title: str) -> tuple[dict[str, Any]
 def test_dict(pools: Pools, head: dict[str, Any], body: int, parts: TestParts) -> dict[str, Any]:
     """The test as the exploratory_tests list serves it (no ``product``), all fresh."""
     features = json.loads(parts.features_json)
-    return head | pools.copy(pools.test_bodies[body]) | {"features": features}
+    environment = {"test_environment": pools.environment_of(body)}
+    return head | pools.copy(pools.test_bodies[body]) | environment | {"features": features}
 
 
 def test_fragment(pools: Pools, head: dict[str, Any], body: int, parts: TestParts) -> bytes:
@@ -221,6 +342,8 @@ def test_fragment(pools: Pools, head: dict[str, Any], body: int, parts: TestPart
         encode(head)[:-1]
         + b","
         + pools.test_encoded[body]
+        + b',"test_environment":'
+        + pools.environment_json(body)
         + b',"features":'
         + parts.features_json
         + b"}"
@@ -275,17 +398,29 @@ def bug_heads(
 
 
 def bug_dicts(
-    pools: Pools, heads: list[tuple[dict[str, Any], int]], test_id: int, title: str
+    pools: Pools,
+    heads: list[tuple[dict[str, Any], int]],
+    test_id: int,
+    title: str,
+    test_body: int,
 ) -> list[dict[str, Any]]:
-    """The bugs as ``GET bugs`` serves them."""
+    """The bugs as ``GET bugs`` serves them; ``test_body``: the test's body (a bug carries
+    its test's environment)."""
     return [
-        head | {"test": {"id": test_id, "title": title}} | pools.copy(pools.bug_bodies[body])
+        head
+        | {"test": {"id": test_id, "title": title}}
+        | pools.copy(pools.bug_bodies[body])
+        | {"test_environment": pools.environment_of(test_body)}
         for head, body in heads
     ]
 
 
 def bug_fragment(
-    pools: Pools, heads: list[tuple[dict[str, Any], int]], test_id: int, title: str
+    pools: Pools,
+    heads: list[tuple[dict[str, Any], int]],
+    test_id: int,
+    title: str,
+    test_body: int,
 ) -> bytes:
     """The encoded form of :func:`bug_dicts`, items joined by commas, without brackets."""
     if not heads:
@@ -293,7 +428,13 @@ def bug_fragment(
     # One encoder call for all heads, split at the item boundaries: `},{"id":` cannot
     # occur inside a JSON string, where every quote is escaped.
     parts = encode([h for h, _ in heads])[2:-2].split(b'},{"id":')
-    test = b',"test":' + encode({"id": test_id, "title": title}) + b","
+    test = (
+        b',"test":'
+        + encode({"id": test_id, "title": title})
+        + b',"test_environment":'
+        + pools.environment_json(test_body)
+        + b","
+    )
     bodies = pools.bug_encoded
     items = []
     for k, (part, (_, body)) in enumerate(zip(parts, heads, strict=True)):

@@ -278,7 +278,22 @@ class Sandbox:
         """
         return self._world.truth(product_ids)
 
+    def served_secrets(self) -> set[str]:
+        """Every credential the sandbox's test environments held (all rotations so far):
+        usernames, passwords, the code inside ``access``, the URL's password, an install
+        token. A client must never write one of them anywhere::
+
+            data = Path("mirror.db").read_bytes()
+            assert not any(secret.encode() in data for secret in sb.served_secrets())
+        """
+        return self._world.served_secrets()
+
     # -- upstream changes ------------------------------------------------------------
+
+    def rotate_credentials(self) -> None:
+        """The customer changes every test environment's credentials, nothing else (a
+        client that stores none sees no change)."""
+        self._world.rotate_credentials()
 
     def add_tests(
         self,

@@ -19,6 +19,7 @@ created at that "now".
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import random
@@ -73,6 +74,22 @@ class Truth:
     product_of_feature: dict[int, int]
     section_of_feature: dict[int, int | None]
 
+    def without_credentials(self, marker: str = "[redacted]") -> Truth:
+        """The same snapshot as a client that stores no credentials keeps it: the fields
+        the sandbox filled with a test environment's secrets hold ``marker``."""
+
+        def masked(obj: dict[str, Any]) -> dict[str, Any]:
+            if "test_environment" not in obj:
+                return obj
+            env = objects.without_credentials(obj["test_environment"], marker)
+            return obj | {"test_environment": env}
+
+        return dataclasses.replace(
+            self,
+            tests={t: masked(v) for t, v in self.tests.items()},
+            bugs={b: masked(v) for b, v in self.bugs.items()},
+        )
+
 
 class _Lru(Generic[_V]):
     """A bounded cache keyed by test id."""
@@ -80,6 +97,9 @@ class _Lru(Generic[_V]):
     def __init__(self, size: int) -> None:
         self._size = size
         self._items: OrderedDict[int, _V] = OrderedDict()
+
+    def clear(self) -> None:
+        self._items.clear()
 
     def get(self, key: int) -> _V | None:
         value = self._items.get(key)
@@ -192,6 +212,10 @@ class World:
             obj.update(copy.deepcopy(patch))
         return obj
 
+    def _test_body(self, skeleton: Skeleton) -> int:
+        """Which pooled body a test has (its bugs carry that body's environment)."""
+        return objects.test_head(self._seed, skeleton, "")[1]
+
     def _bugs(self, test_id: int) -> list[dict[str, Any]]:
         """The bugs of a test as fresh dicts, changes applied."""
         skeleton = self._skeleton(test_id)
@@ -199,7 +223,8 @@ class World:
         heads = objects.bug_heads(
             self._seed, skeleton, self._parts(skeleton).features, anchor=self._anchor
         )
-        generated = objects.bug_dicts(self._pools, heads, test_id, title)
+        body = self._test_body(skeleton)
+        generated = objects.bug_dicts(self._pools, heads, test_id, title, body)
         if test_id not in self._bugs_changed:
             return generated
         bugs = []
@@ -207,6 +232,7 @@ class World:
             if bug["id"] in self._deleted_bugs:
                 continue
             bug["test"] = {"id": test_id, "title": title}
+            bug["test_environment"] = self._pools.environment_of(body)
             patch = self._bug_patch.get(bug["id"])
             if patch:
                 bug.update(copy.deepcopy(patch))
@@ -248,7 +274,8 @@ class World:
                     self._seed, skeleton, self._parts(skeleton).features, anchor=self._anchor
                 )
                 title = self._title(skeleton)
-                fragment = objects.bug_fragment(self._pools, heads, test_id, title)
+                body = self._test_body(skeleton)
+                fragment = objects.bug_fragment(self._pools, heads, test_id, title, body)
             self._bug_json.put(test_id, fragment)
         return fragment
 
@@ -374,6 +401,19 @@ class World:
             self._order.pop(product_id, None)
             return [s.id for s in made]
 
+    def rotate_credentials(self) -> None:
+        """The customer changes every test environment's credentials (nothing else)."""
+        with self._lock:
+            self._pools.rotate_credentials()
+            self._test_json.clear()
+            self._bug_json.clear()
+
+    def served_secrets(self) -> set[str]:
+        """Every credential any environment held so far (all rotations): what must never
+        reach a client's disk, logs or output."""
+        with self._lock:
+            return set(self._pools.served_secrets)
+
     def update_test(self, test_id: int, fields: dict[str, Any]) -> None:
         """Change fields of a test as the service serves it."""
         with self._lock:
@@ -425,7 +465,8 @@ class World:
                     self._seed, template, features, index=borrowed, anchor=self._anchor
                 )
             ids = []
-            for bug in objects.bug_dicts(self._pools, heads, test_id, self._title(skeleton)):
+            title, body = self._title(skeleton), self._test_body(skeleton)
+            for bug in objects.bug_dicts(self._pools, heads, test_id, title, body):
                 bug["id"] = self._next_bug_id
                 self._next_bug_id += self._acc.rng.between(1, 5)
                 self._added_bugs.setdefault(test_id, []).append(bug)
