@@ -67,6 +67,7 @@ from .errors import (
     ServiceError,
     first_error,
 )
+from .redact import redact
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -281,7 +282,7 @@ def unwrap_envelope(content: bytes, envelope: str, shape: Shape | None = None) -
         isinstance(payload, list) and all(isinstance(item, dict) for item in payload)
     ):
         raise GarbageBody(f"answered a {envelope!r} that is not a list of JSON objects")
-    return payload
+    return redact(payload)
 
 
 def describe_request(path: str, params: Params | None = None) -> str:
