@@ -53,6 +53,7 @@ from .errors import (
     ToolkitError,
 )
 from .results import ProgressEvent, SyncResult
+from .scrub import ScrubReport
 
 if typing.TYPE_CHECKING:
     from pathlib import Path
@@ -129,6 +130,12 @@ def nuke_plan(products: Products = None) -> NukePlan:
 def restore() -> Path:
     """Bring back the newest backup a nuke kept: ``tt.restore()``; see ``Mirror.restore``."""
     return default_mirror().restore()
+
+
+def scrub() -> ScrubReport | None:
+    """Remove customers' credentials from the default mirror and its backups:
+    ``tt.scrub()``; see ``Mirror.scrub`` (every run does it once by itself)."""
+    return default_mirror().scrub()
 
 
 def status() -> MirrorStatus:
@@ -273,6 +280,7 @@ __all__ = [
     "RateLimited",
     "RebuildFailed",
     "SchemaTooNew",
+    "ScrubReport",
     "ServiceError",
     "StoreCorrupt",
     "StoreError",
@@ -295,6 +303,7 @@ __all__ = [
     "restore",
     "retry_unreadable",
     "runs",
+    "scrub",
     "status",
     "sync",
     "sync_button",

@@ -55,6 +55,7 @@ from .progress import ProgressBars
 from .results import ProgressCallback, SyncResult
 from .rows import parse_since
 from .runner import run_blocking
+from .scrub import ScrubReport, scrub_mirror
 from .store import Reader, Store, check_database_file, storage_problem
 from .sync import Plan, count_request, run_plan, select_products
 from .vocabulary import Mode
@@ -305,8 +306,24 @@ class BaseMirror:
         with WriterLock(self.path, mode="restore", wait=self.wait):
             backups.clean_leftovers(self.path)
             restored, _ = backups.restore_latest(self.path)
+            scrub_mirror(self.path)  # a backup from before redaction, not yet scrubbed
         backups.prune_backups(self.path, max(self.keep_backups, 1))
         return restored
+
+    def scrub(self) -> ScrubReport | None:
+        """Remove customers' credentials from the mirror and every backup beside it.
+
+        >>> tt.scrub()          # CLI: testio-toolkit scrub
+
+        Every run does this once by itself for a mirror made before credentials were
+        redacted (see ``redact.py``); call it to try again a backup that could not be
+        written then (read-only, locked). Returns what it removed (``.line()``), or None
+        when nothing held a credential.
+        """
+        self._check_path()  # refuse a file that is not a mirror: create nothing
+        with WriterLock(self.path, mode="scrub", wait=self.wait):
+            backups.clean_leftovers(self.path)
+            return scrub_mirror(self.path, force=True)
 
     def backups(self) -> list[Path]:
         """The backups kept beside the database, newest first.
@@ -581,8 +598,11 @@ class AsyncMirror(BaseMirror):
         target: rebuild.Target | None = None
         try:
             with ProgressBars(disable=not shown, forward=on_progress) as emit, lock:
+                scrubbed = None
                 if not plan.dry_run:
                     backups.clean_leftovers(self.path)
+                    # A mirror made before credentials were redacted is scrubbed first.
+                    scrubbed = scrub_mirror(self.path)
                 async with self._client() as client:
                     # Ask the service first: a bad token or product id must not touch the file.
                     accounts = await client.products()
@@ -600,7 +620,7 @@ class AsyncMirror(BaseMirror):
                             db_path=self.path,
                             run_id=target.run_id,
                             backup_path=target.backup_path,
-                            note=self._note(),
+                            note=self._note(scrubbed),
                         )
         except asyncio.CancelledError:
             if target is None or not target.swapped or target.result is None:
@@ -628,9 +648,13 @@ class AsyncMirror(BaseMirror):
             requests=lambda: client.stats.requests,
         )
 
-    def _note(self) -> str | None:
+    def _note(self, scrubbed: ScrubReport | None) -> str | None:
         # A `testio-toolkit sandbox` server, reached by URL: still sample data.
-        return "SANDBOX DATA (server)" if self.settings.sandbox_data and not self.sandbox else None
+        server = self.settings.sandbox_data and not self.sandbox
+        said = ["SANDBOX DATA (server)"] if server else []
+        if scrubbed is not None:  # told once: the run that scrubbed an older mirror
+            said.append(scrubbed.line())
+        return " · ".join(said) or None
 
 
 class Mirror(BaseMirror):

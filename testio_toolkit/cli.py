@@ -275,6 +275,24 @@ def restore(ctx: click.Context, /, **shared: Any) -> None:
 
 
 @cli.command()
+@_shared_options
+@click.pass_context
+@_guarded
+def scrub(ctx: click.Context, /, **shared: Any) -> None:
+    """Remove customers' test-environment credentials from the mirror and its backups.
+
+    Every run does this once by itself for a mirror made by an older version; run it again
+    for a backup that could not be written then (it is named in that run's output).
+
+    Example: testio-toolkit scrub
+    """
+    report = _mirror(ctx).scrub()
+    click.echo(report.line() if report else "No stored credentials: nothing to remove.")
+    if report and report.problems:
+        ctx.exit(1)
+
+
+@cli.command()
 @click.option(
     "--since", default="7d", show_default=True, help="Changes recorded since: 30d, 2025-01-31, all."
 )

@@ -25,7 +25,7 @@ import pandas as pd
 from .errors import ConfigError
 from .rows import parse_since
 from .store import Store, translate_error
-from .vocabulary import BugStatus, ChangeKind, Entity, RunStatus, TestStatus
+from .vocabulary import SCRUB, BugStatus, ChangeKind, Entity, Mode, RunStatus, TestStatus
 
 TEST_STATUSES = tuple(status.value for status in TestStatus)
 TESTING_TYPES = ("coverage", "focused", "rapid", "external")
@@ -67,7 +67,7 @@ _CATEGORIES: dict[str, tuple[str, ...]] = {
     "status": (),  # filled per frame: tests and bugs use different status lists
     "testing_type": TESTING_TYPES,
     "severity": SEVERITIES,
-    "mode": ("sync", "refresh", "nuke"),
+    "mode": (*(str(m) for m in Mode), SCRUB),
     "entity": ENTITIES,
     "kind": CHANGE_KINDS,
 }
@@ -174,7 +174,7 @@ def _typed(frame: pd.DataFrame, statuses: tuple[str, ...] = ()) -> pd.DataFrame:
             known = statuses if column == "status" else _CATEGORIES[column]
             seen = [v for v in frame[column].dropna().unique() if v not in known]
             frame[column] = pd.Categorical(frame[column], categories=[*known, *sorted(seen)])
-    for column in ("known", "auto_accepted", "sectioned"):
+    for column in ("known", "auto_accepted", "sectioned", "environment_login"):
         if column in frame.columns:
             frame[column] = frame[column].astype("boolean")
     return frame
@@ -192,6 +192,18 @@ def products(path: Path, *, include_deleted: bool = False, raw: bool = False) ->
         f"FROM products p WHERE {_live('p', include_deleted)} ORDER BY p.id",
     )
     return _typed(frame if raw else frame.drop(columns=["raw"]))
+
+
+# A test's environment as a CSM uses it: its title and url, and whether the customer gave
+# testers a login (its credentials are never stored: redact.py).
+_ENVIRONMENT = (
+    "json_extract(t.raw, '$.test_environment.title') AS environment, "
+    "json_extract(t.raw, '$.test_environment.url') AS environment_url, "
+    "CASE WHEN json_type(t.raw, '$.test_environment') = 'object' THEN "
+    "coalesce(json_extract(t.raw, '$.test_environment.username'), '') "
+    "|| coalesce(json_extract(t.raw, '$.test_environment.password'), '') != '' END "
+    "AS environment_login"
+)
 
 
 def tests(
@@ -218,7 +230,8 @@ def tests(
         path,
         "SELECT t.*, p.name AS product, "
         "(SELECT count(*) FROM bugs b WHERE b.test_id = t.id "
-        "AND b.deleted_upstream_at IS NULL) AS bugs "
+        "AND b.deleted_upstream_at IS NULL) AS bugs, "
+        f"{_ENVIRONMENT} "
         "FROM tests t LEFT JOIN products p ON p.id = t.product_id "
         f"WHERE {' AND '.join(clauses)} ORDER BY t.end_at DESC, t.id DESC",
         params,

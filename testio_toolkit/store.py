@@ -36,13 +36,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, Self
 
-from . import feed
+from . import feed, redact
 from .errors import SchemaTooNew, StoreCorrupt, StoreError
 from .feed import Change, Tally
 from .rows import utc_text
 from .vocabulary import RunStatus
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Marks a file as ours (PRAGMA application_id), so we never write into someone else's SQLite.
 APPLICATION_ID = 0x7E5710
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -171,7 +171,19 @@ _SCHEMA_V3 = (
     "CREATE INDEX changes_by_run ON changes (run_id)",
 )
 
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+# v4: no new table. Raw JSON is stored without customers' credentials (``redact.py``);
+# an older mirror is scrubbed once (``scrub.py``; ``meta.credentials_redacted`` says it was),
+# and the version number keeps older toolkits, which would store credentials again, out.
+_SCHEMA_V4: tuple[str, ...] = ()
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: _SCHEMA_V1,
+    2: _SCHEMA_V2,
+    3: _SCHEMA_V3,
+    4: _SCHEMA_V4,
+}
+# meta key: the redaction rule (``redact.RULE_VERSION``) every stored raw value follows.
+REDACTED_KEY = "credentials_redacted"
 
 
 def _migrate(conn: sqlite3.Connection, version: int) -> None:
@@ -179,6 +191,10 @@ def _migrate(conn: sqlite3.Connection, version: int) -> None:
     for step in range(version + 1, SCHEMA_VERSION + 1):
         for statement in MIGRATIONS[step]:
             conn.execute(statement)
+    if version == 0:  # a new mirror has nothing to scrub: every write is redacted
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?)", (REDACTED_KEY, redact.RULE_VERSION)
+        )
 
 
 # The columns each mirror table gets from the service, in write order (id first).
@@ -224,6 +240,24 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 MIRROR_TABLES = tuple(COLUMNS)
 Row = dict[str, Any]
+
+
+def redact_raw(conn: sqlite3.Connection, batch: int = 2_000) -> dict[str, int]:
+    """Rewrite every raw value of the mirror tables that holds a credential
+    (``redact.redact_json``), in batches by id so memory stays flat on a large mirror;
+    returns the rows rewritten per table. Any database with our tables: a mirror, a backup."""
+    rewritten: dict[str, int] = {}
+    for table in MIRROR_TABLES:
+        count, last = 0, -(2**63)
+        while rows := conn.execute(
+            f"SELECT id, raw FROM {table} WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
+        ).fetchall():
+            last = rows[-1][0]
+            changed = [(new, i) for i, raw in rows if (new := redact.redact_json(raw)) != raw]
+            conn.executemany(f"UPDATE {table} SET raw = ? WHERE id = ?", changed)
+            count += len(changed)
+        rewritten[table] = count
+    return rewritten
 
 
 def utc_now() -> str:
@@ -807,6 +841,12 @@ class Store(Reader):
                 check_database_file(path)
             store = DryRunStore(scratch, path)
             store._migrate()
+            if store.get_meta(REDACTED_KEY) != redact.RULE_VERSION:
+                # A mirror not yet scrubbed (the next real run does it): the copy is, so
+                # the dry run neither counts credentials as changes nor shows them.
+                with store.transaction():
+                    store.redact_stored()
+                    store.set_meta(REDACTED_KEY, redact.RULE_VERSION)
         return store
 
     def _prepare(self) -> None:
@@ -882,6 +922,15 @@ class Store(Reader):
             "WHERE meta.value IS NOT excluded.value",
             (key, value),
         )
+
+    def redact_stored(self) -> dict[str, int]:
+        """Rewrite stored raw JSON that still holds customers' credentials (a mirror made
+        before they were redacted at ingestion), in the caller's transaction; returns the
+        rows rewritten per table (``redact_raw``)."""
+        try:
+            return redact_raw(self.conn)
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.path) from None
 
     def upsert(self, table: str, rows: Sequence[Row]) -> UpsertCounts:
         """Add new rows, update changed ones, leave identical ones alone; count each kind.

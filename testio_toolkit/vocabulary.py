@@ -56,6 +56,10 @@ class Mode(_Word):
     NUKE = "nuke"
 
 
+# A run-history entry that is not a sync mode: the one-time scrub of stored credentials.
+SCRUB = "scrub"
+
+
 class RunStatus(_Word):
     """How a run (``sync_runs.status``, ``SyncResult.status``) or one product of it ended."""
 

@@ -232,7 +232,12 @@ def run_cli(
 # (a token cut to fit a line, or with its first characters masked).
 SECRET = "ttk-SECRET-5f1c9e7a2b44d0-do-not-print"
 FRAGMENT = "5f1c9e7a2b44d0"
-NEEDLES = (SECRET.encode(), FRAGMENT.encode())
+# Customers' secrets: the credentials of the test environments every seed-0 sandbox serves
+# (usernames, passwords, the code in `access`, a URL's password, an install token). The
+# same scans look for them, so every fault-injection case also proves none is stored,
+# logged or printed (tests that rotate credentials check the new ones themselves).
+CREDENTIALS = tuple(sorted(Sandbox(preset="small").served_secrets()))
+NEEDLES = (SECRET.encode(), FRAGMENT.encode(), *(c.encode() for c in CREDENTIALS))
 
 
 def secret_sandbox(**options: Any) -> Sandbox:
@@ -243,7 +248,8 @@ def secret_sandbox(**options: Any) -> Sandbox:
 def assert_no_secret(value: str | bytes, where: str) -> None:
     data = value if isinstance(value, bytes) else value.encode("utf-8", "replace")
     for needle in NEEDLES:
-        assert needle not in data, f"the API token leaked into {where}"
+        what = "the API token" if needle in NEEDLES[:2] else "a test environment's credential"
+        assert needle not in data, f"{what} leaked into {where}"
 
 
 def assert_no_secret_in_files(root: Path) -> list[Path]:
@@ -340,11 +346,13 @@ def table_rows(path: Path, table: str) -> dict[int, dict[str, Any]]:
 
 
 def assert_mirror_equals_truth(path: Path, sb: Sandbox, products: list[int] | None = None) -> None:
-    """The mirror holds exactly what the sandbox serves (rows marked gone don't count)."""
+    """The mirror holds exactly what the sandbox serves (rows marked gone don't count),
+    as a client keeps it: without the test environments' credentials, which the sandbox
+    masks itself (``Truth.without_credentials``: the fields it filled with secrets)."""
     import json
     import sqlite3
 
-    truth = sb.truth()
+    truth = sb.truth().without_credentials()
     conn = sqlite3.connect(path)
     try:
 

@@ -475,7 +475,7 @@ def test_a_v2_mirror_reads_an_empty_feed_and_migrates_in_place_keeping_its_rows(
     ]  # fmt: skip
 
     with Store.open(path) as store:
-        assert store.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 3
+        assert store.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 4
         assert store.query("SELECT count(*) AS n FROM changes") == [{"n": 0}]
         assert store.product_ids() == [1]
 

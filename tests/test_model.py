@@ -325,6 +325,12 @@ class MirrorMachine(RuleBasedStateMachine):
         else:
             self.sb.delete_bugs([bug])
 
+    @rule()
+    def rotate_credentials(self) -> None:
+        """The customer changes every environment's credentials: no change for a mirror
+        that stores none (the checks compare with the masked truth and count changes)."""
+        self.sb.rotate_credentials()
+
     @rule(restore=st.booleans(), product=pick)
     def change_product(self, restore: bool, product: int) -> None:
         """Delete a product (one always stays) or bring a deleted one back."""
@@ -392,7 +398,7 @@ class MirrorMachine(RuleBasedStateMachine):
         faults: Faulty | None,
     ) -> None:
         sb, path = self.sb, self.path
-        truth0 = sb.truth()
+        truth0 = sb.truth().without_credentials()
         before = Rows.read(path)
         existed = path.exists()
         file_before = digest(path) if existed else None
@@ -417,10 +423,14 @@ class MirrorMachine(RuleBasedStateMachine):
             sb.clear_faults()
         moved = bool(sb.movements)
         quiet = faults is None or (not moved and faults.error_rate == 0)
-        truth1 = sb.truth()
+        truth1 = sb.truth().without_credentials()
         after = Rows.read(path)
         selected = set(products) if products else set(truth0.products)
         label = f"{mode}(products={products}, since={since!r}, dry_run={dry_run}, {faults})"
+        for file in path.parent.glob(f"{path.stem}*"):  # the mirror, its WAL, its backups
+            stored = file.read_bytes()
+            leaked = [s for s in sb.served_secrets() if s.encode() in stored]
+            assert not leaked, f"{label}: {file.name} holds {len(leaked)} credentials"
         status = type(error).__name__ if error else getattr(outcome, "status", "plan")
         shape = "quiet" if quiet else ("moving" if moved else "errors")
         note(f"{mode}{' dry' if dry_run else ''}, {shape}: {status}")

@@ -1,4 +1,6 @@
-"""The API token stays secret: never in logs, messages, reprs, database files or CLI output.
+"""The API token stays secret: never in logs, messages, reprs, database files or CLI output;
+nor do the customers' test-environment credentials the sandbox serves (``CREDENTIALS``,
+scanned by the same helpers; the scrub of older mirrors is in ``test_credentials.py``).
 
 The helpers live in ``conftest.py`` and are shared with ``test_messages.py``,
 ``test_resilience.py`` and ``test_locking.py``: their sandboxes use ``SECRET`` as the token
@@ -24,6 +26,7 @@ from testio_toolkit.lock import WriterLock
 from testio_toolkit.sandbox import Sandbox
 
 from .conftest import (
+    CREDENTIALS,
     FAST,
     FRAGMENT,
     SECRET,
@@ -53,6 +56,10 @@ def test_the_checks_would_see_a_leak(caplog: pytest.LogCaptureFixture, tmp_path:
         assert_no_secret(f"Authorization: Token {SECRET}", "a header")
     with pytest.raises(AssertionError):
         assert_no_secret(f"token ...{FRAGMENT}...", "a masked token")
+    # ... and so is a customer's credential the sandbox served, in output or in a file.
+    assert len(CREDENTIALS) >= 10
+    with pytest.raises(AssertionError, match="credential"):
+        assert_no_secret(f'"password": "{CREDENTIALS[0]}"', "a record")
     leak = tmp_path / "mirror.db-wal"
     leak.write_bytes(b"\x00" + SECRET.encode() + b"\x00")
     with pytest.raises(AssertionError, match=r"mirror\.db-wal"):
