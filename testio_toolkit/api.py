@@ -49,14 +49,15 @@ from . import account, backups, rebuild
 from .backups import NukePlan
 from .client import ClientOptions, TestIOClient
 from .config import Settings, parse_product_ids
-from .errors import ConfigError, ConfirmationRequired, StoreError
+from .errors import ConfigError, ConfirmationRequired, StoreError, SyncInProgress
 from .lock import WriterLock
 from .progress import ProgressBars
+from .redact import RULE_VERSION
 from .results import ProgressCallback, SyncResult
 from .rows import parse_since
 from .runner import run_blocking
 from .scrub import ScrubReport, scrub_mirror
-from .store import Reader, Store, check_database_file, storage_problem
+from .store import REDACTED_KEY, Reader, Store, check_database_file, storage_problem
 from .sync import Plan, count_request, run_plan, select_products
 from .vocabulary import Mode
 
@@ -182,6 +183,7 @@ class BaseMirror:
         self.client_options = client_options or ClientOptions()
         self.progress = progress
         self.wait = wait
+        self._known_clean = False  # the file was seen scrubbed: reads need not look again
 
     @property
     def path(self) -> Path:
@@ -284,6 +286,24 @@ class BaseMirror:
             note = self.settings.db_path_note()
             raise type(exc)(f"{exc} ({note})", path=exc.path) from None
 
+    def _scrub_before_reading(self) -> None:
+        """A mirror made before credentials were redacted is scrubbed before a frame or
+        ``db`` shows it, as before its first run. Not where it cannot be written (read-only
+        storage) nor while another process holds the lock (that run scrubs it first)."""
+        if self._known_clean or not self.path.exists():
+            return
+        with Store.open_read_only(self.path) as reader:
+            clean = reader.get_meta(REDACTED_KEY) == RULE_VERSION
+        if not clean and storage_problem(self.path) is None:
+            try:
+                with WriterLock(self.path, mode="scrub"):
+                    backups.clean_leftovers(self.path)
+                    scrub_mirror(self.path)
+                clean = True
+            except SyncInProgress:
+                return
+        self._known_clean = clean
+
     # -- local work: the same on both faces -------------------------------------------------
 
     def nuke_plan(self, products: Products = None) -> NukePlan:
@@ -379,6 +399,7 @@ class BaseMirror:
         from . import frames
 
         self._check_path()
+        self._scrub_before_reading()
         return frames.products(self.path, include_deleted=include_deleted)
 
     def tests(
@@ -397,6 +418,7 @@ class BaseMirror:
         from . import frames
 
         self._check_path()
+        self._scrub_before_reading()
         return frames.tests(
             self.path, product=product, status=status, since=since, include_deleted=include_deleted
         )
@@ -418,6 +440,7 @@ class BaseMirror:
         from . import frames
 
         self._check_path()
+        self._scrub_before_reading()
         return frames.bugs(
             self.path,
             product=product,
@@ -436,6 +459,7 @@ class BaseMirror:
         from . import frames
 
         self._check_path()
+        self._scrub_before_reading()
         return frames.features(self.path, product=product)
 
     def changes(
@@ -458,6 +482,7 @@ class BaseMirror:
         from . import frames
 
         self._check_path()
+        self._scrub_before_reading()
         return frames.changes(
             self.path, since=since, product=product, entity=entity, kind=kind, run=run
         )
@@ -470,6 +495,7 @@ class BaseMirror:
         from . import frames
 
         self._check_path()
+        self._scrub_before_reading()
         return frames.runs(self.path)
 
     def unreadable(self, *, include_resolved: bool = False) -> pd.DataFrame:
@@ -480,6 +506,7 @@ class BaseMirror:
         from . import frames
 
         self._check_path()
+        self._scrub_before_reading()
         return frames.unreadable(self.path, include_resolved=include_resolved)
 
     @property
@@ -493,6 +520,7 @@ class BaseMirror:
 
         if not self.path.exists():
             raise StoreError(f"no database at {self.path}; run a sync first", path=str(self.path))
+        self._scrub_before_reading()
         if storage_problem(self.path) is not None:
             # Read-only storage: SQLite could not make the -shm file; nobody writes there.
             uri = f"{self.path.resolve().as_uri()}?immutable=1"

@@ -96,16 +96,18 @@ def scrub_backup(path: Path) -> bool:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 rewritten = redact_raw(conn)
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES (?, ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    (REDACTED_KEY, redact.RULE_VERSION),
-                )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            # Free pages may still hold old values (a copy keeps them): only after VACUUM
+            # is the backup marked done, so a kill before it leaves the work to the next run.
             conn.execute("VACUUM")
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (REDACTED_KEY, redact.RULE_VERSION),
+            )
         finally:
             conn.close()
     except sqlite3.Error as exc:
