@@ -39,6 +39,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -49,7 +50,7 @@ from . import account, backups, rebuild
 from .backups import NukePlan
 from .client import ClientOptions, TestIOClient
 from .config import Settings, parse_product_ids
-from .errors import ConfigError, ConfirmationRequired, StoreError, SyncInProgress
+from .errors import ConfigError, ConfirmationRequired, StoreError, SyncInProgress, ToolkitError
 from .lock import WriterLock
 from .progress import ProgressBars
 from .redact import RULE_VERSION
@@ -74,6 +75,8 @@ Products = int | Iterable[int] | str | None
 Since = str | date | datetime | None
 
 _sandboxes: dict[str, Sandbox] = {}
+# meta key: the anchor a sandbox mirror was first synced against (``bundled_sandbox``).
+SANDBOX_ANCHOR_KEY = "sandbox_anchor"
 _sandbox_lock = threading.Lock()
 
 
@@ -81,13 +84,35 @@ def bundled_sandbox(preset: str = "small") -> Sandbox:
     """The sandbox this process talks to when no token is configured (started once).
 
     Notebooks use it to play the service's side: ``tt.bundled_sandbox().add_tests(...)``.
+
+    Its data keeps its dates: a sandbox mirror remembers the anchor it was first synced
+    against (``meta.sandbox_anchor``); a later process starts the sandbox there and lets the
+    hours since pass (``Sandbox(evolve=True)``: new tests, tests ending, bugs reported and
+    decided), so the change feed shows news, never the whole account re-dated. A pinned
+    clock (``TESTIO_SANDBOX_NOW``: tests, notebooks) keeps the data fixed instead.
     """
+    anchor = None
+    with contextlib.suppress(ToolkitError):  # the default mirror's anchor, when it has one
+        mirror = default_mirror()
+        if mirror.sandbox and mirror.settings.sandbox_preset == preset:
+            anchor = mirror._sandbox_anchor()
+    return _bundled(preset, anchor)
+
+
+def _bundled(preset: str, anchor: int | None) -> Sandbox:
+    """One sandbox a preset per process, anchored by the first mirror that asks: at its
+    stored anchor (then played on to now), or now; pinned, at ``TESTIO_SANDBOX_NOW``."""
     from .sandbox import Sandbox
+    from .sandbox.sandbox import ANCHOR_VARIABLE, resolve_anchor
 
     with _sandbox_lock:
         sandbox = _sandboxes.get(preset)
         if sandbox is None:
-            sandbox = Sandbox(preset=preset)
+            pinned = bool(os.environ.get(ANCHOR_VARIABLE))
+            start = resolve_anchor(None) if pinned or anchor is None else anchor
+            sandbox = Sandbox(preset=preset, anchor=start, evolve=not pinned)
+            if not pinned:  # the hours since the mirror's anchor have passed
+                sandbox.advance(max(0.0, time.time() - sandbox.now()))
             sandbox.start()
             _sandboxes[preset] = sandbox
         return sandbox
@@ -207,10 +232,25 @@ class BaseMirror:
 
     def _credentials(self) -> tuple[str, str]:
         if self.sandbox:
-            sandbox = bundled_sandbox(self.settings.sandbox_preset)
+            sandbox = self._sandbox_instance()
             return sandbox.url, sandbox.token
         assert self.settings.token is not None
         return self.settings.base_url, self.settings.token.reveal()
+
+    def _sandbox_instance(self) -> Sandbox:
+        """The bundled sandbox this mirror reads (no token configured, or ``sandbox=True``)."""
+        return _bundled(self.settings.sandbox_preset, self._sandbox_anchor())
+
+    def _sandbox_anchor(self) -> int | None:
+        """The anchor this sandbox mirror was first synced against (None: new, or not ours)."""
+        if not self.path.exists():
+            return None
+        try:
+            with Store.open_read_only(self.path) as reader:
+                stored = reader.get_meta(SANDBOX_ANCHOR_KEY)
+        except StoreError:
+            return None  # the run that opens it for writing says what is wrong
+        return int(stored) if stored and stored.isdigit() else None
 
     def _client(self) -> TestIOClient:
         url, token = self._credentials()
@@ -268,12 +308,15 @@ class BaseMirror:
                 f"token reads at {self.source} ({len(products)} products, none or few of "
                 f"them in the mirror); nothing was written; " + separate
             )
-        return {
+        identity = {
             "source": self.source,
             "account_salt": salt,
             "account_token": token_hash,
             "account_products": json.dumps(products),
         }
+        if self.sandbox and self._sandbox_instance().evolve:
+            identity[SANDBOX_ANCHOR_KEY] = str(self._sandbox_instance().anchor)
+        return identity
 
     def _check_path(self) -> None:
         """``check_database_file``, naming where a bad path came from (TESTIO_DB_PATH, a

@@ -28,6 +28,7 @@ from .faults import FaultPlanner, Faults, Movement
 from .presets import PRESETS, Preset
 from .server import PREFIX, SandboxServer, Stats
 from .state import Truth, World
+from .timeline import Event
 
 __all__ = ["ANCHOR_VARIABLE", "Sandbox", "resolve_anchor"]
 
@@ -81,6 +82,9 @@ class Sandbox:
         time, so ``since="30d"`` finds data. Pin it for output that never changes:
         ``Sandbox(anchor="2025-06-02T12:00:00Z")`` (``data.ANCHOR``, what tests use). The
         same preset, seed and anchor always give the same data.
+    :param evolve: let time change the account after the anchor (tests added and moving on,
+        bugs reported and decided, hour by hour: ``timeline.py``; ``sb.timeline()`` lists
+        what changed). Off by default: a pinned sandbox never changes by itself.
     """
 
     def __init__(
@@ -92,6 +96,7 @@ class Sandbox:
         faults: Faults | None = None,
         token: str = "sandbox-token",
         anchor: float | str | datetime | None = None,
+        evolve: bool = False,
     ) -> None:
         if isinstance(preset, str):
             if preset not in PRESETS:
@@ -109,7 +114,8 @@ class Sandbox:
         if latency_ms:
             faults.latency_ms = latency_ms
         self.anchor = resolve_anchor(anchor)
-        self._world = World(preset, seed, self.anchor)
+        self.evolve = evolve
+        self._world = World(preset, seed, self.anchor, evolve=evolve)
         self._planner = FaultPlanner(faults, clock=self._world.now)
         self._stats = Stats()
         self._server: SandboxServer | None = None
@@ -277,6 +283,12 @@ class Sandbox:
         tens of seconds and over a gigabyte of memory.
         """
         return self._world.truth(product_ids)
+
+    def timeline(self) -> list[Event]:
+        """What an evolving sandbox (``evolve=True``) changed by itself as its clock passed
+        whole hours, oldest first: tests added and moving on (locked, customer_finalized,
+        archived), bugs reported and decided (see ``timeline.py``). Empty otherwise."""
+        return self._world.timeline()
 
     def served_secrets(self) -> set[str]:
         """Every credential the sandbox's test environments held (all rotations so far):

@@ -34,6 +34,7 @@ from . import data, objects
 from .data import DAY, HOUR, Skeleton
 from .faults import Movement, PlannedMove
 from .presets import Preset
+from .timeline import Event, Timeline
 
 __all__ = ["Broken", "SectionRequired", "Truth", "Unknown", "World"]
 
@@ -123,7 +124,9 @@ def _envelope(key: str, items: list[bytes]) -> bytes:
 class World:
     """The mutable account behind one sandbox."""
 
-    def __init__(self, preset: Preset, seed: int, anchor: int = data.ANCHOR) -> None:
+    def __init__(
+        self, preset: Preset, seed: int, anchor: int = data.ANCHOR, *, evolve: bool = False
+    ) -> None:
         self._started = time.monotonic()
         self._clock_offset = 0.0
         self._lock = threading.RLock()
@@ -158,6 +161,7 @@ class World:
         # Deleted products, kept whole so that restore_product can bring them back.
         self._hidden: set[int] = set()
         self._movements: list[Movement] = []
+        self._timeline = Timeline(self, seed, self._anchor) if evolve else None
 
     # -- the clock -------------------------------------------------------------------
 
@@ -174,6 +178,18 @@ class World:
             raise ValueError(f"the clock only moves forward, not by {seconds!r} seconds")
         with self._lock:
             self._clock_offset += seconds
+            self._tick()
+
+    def _tick(self) -> None:
+        """An evolving sandbox plays the hours the clock has passed (caller holds the lock)."""
+        if self._timeline is not None:
+            self._timeline.catch_up(self.now())
+
+    def timeline(self) -> list[Event]:
+        """What the evolving sandbox changed by itself so far (empty when it does not)."""
+        with self._lock:
+            self._tick()
+            return [] if self._timeline is None else list(self._timeline.events)
 
     # -- building objects ------------------------------------------------------------
 
@@ -291,6 +307,7 @@ class World:
     def products_json(self) -> bytes:
         """Body of ``GET products``."""
         with self._lock:
+            self._tick()
             if self._products_json is None:
                 visible = [p for i, p in self._acc.products.items() if i not in self._hidden]
                 self._products_json = _envelope("products", [objects.encode(p) for p in visible])
@@ -299,6 +316,7 @@ class World:
     def product_json(self, product_id: int) -> bytes:
         """Body of ``GET products/{id}``."""
         with self._lock:
+            self._tick()
             return objects.encode({"product": self._product(product_id)})
 
     def tests_page_json(
@@ -315,6 +333,7 @@ class World:
         the lock, relative to this request's window.
         """
         with self._lock:
+            self._tick()
             self._product(product_id)
             start = (page - 1) * per_page
             if move is not None:
@@ -327,6 +346,7 @@ class World:
     def test_json(self, test_id: int, poisoned: set[int]) -> bytes:
         """Body of ``GET exploratory_tests/{id}``: the list object plus ``product``."""
         with self._lock:
+            self._tick()
             skeleton = self._skeleton(test_id)
             if test_id in poisoned:
                 raise Broken(f"test {test_id}")
@@ -338,6 +358,7 @@ class World:
     def bugs_json(self, test_ids: list[int]) -> bytes:
         """Body of ``GET bugs``: all bugs of the known tests among ``test_ids``."""
         with self._lock:
+            self._tick()
             parts = []
             skeletons = self._acc.skeletons
             for test_id in dict.fromkeys(test_ids):
@@ -351,6 +372,7 @@ class World:
     def features_json(self, product_id: int, section_id: int | None) -> bytes:
         """Body of a features endpoint; SectionRequired for a sectioned product without one."""
         with self._lock:
+            self._tick()
             product = self._product(product_id)
             if section_id is None:
                 ids = self._acc.product_features[product_id]
@@ -372,7 +394,12 @@ class World:
         self._order.pop(product_id, None)
 
     def add_tests(
-        self, product_id: int, count: int, status: str | None, where: str = "head"
+        self,
+        product_id: int,
+        count: int,
+        status: str | None,
+        where: str = "head",
+        at: float | None = None,
     ) -> list[int]:
         """Add tests created now; return their ids, oldest (lowest) first.
 
@@ -385,7 +412,7 @@ class World:
             self._product(product_id)
             if status is None:
                 status = "initialized" if where == "unscheduled" else "running"
-            now = self.now()
+            now = self.now() if at is None else at
             after = now
             if where == "head":
                 # Later than every test of every product, and after "now" (running tests).
@@ -400,6 +427,50 @@ class World:
                 self._by_index[skeleton.index] = skeleton.id
             self._order.pop(product_id, None)
             return [s.id for s in made]
+
+    # -- what the timeline asks (the caller holds the lock) -----------------------------
+
+    def open_tests(self) -> list[tuple[int, str, int | None]]:
+        """(id, status, end) of the tests a scheduled end still moves on, by id."""
+        found = []
+        for test_id in sorted(self._acc.skeletons):
+            status = self.test_status(test_id)
+            if status in ("running", "locked", "customer_finalized"):
+                found.append((test_id, status, self._acc.skeletons[test_id].end))
+        return found
+
+    def bugs_of(self, test_id: int) -> list[tuple[int, str, int]]:
+        """(id, status, reported at) of a test's bugs, by id."""
+        return [
+            (bug["id"], str(bug["status"]), int(data.parse_time(bug["created_at"])))
+            for bug in self._bugs(test_id)
+        ]
+
+    def test_status(self, test_id: int) -> str | None:
+        """A visible test's status now (None: deleted or hidden)."""
+        try:
+            skeleton = self._skeleton(test_id)
+        except Unknown:
+            return None
+        return str(self._test_patch.get(test_id, {}).get("status", skeleton.status))
+
+    def test_end(self, test_id: int) -> int | None:
+        return self._acc.skeletons[test_id].end
+
+    def bug_status(self, bug_id: int) -> str | None:
+        """A live bug's status now (None: deleted)."""
+        try:
+            test_id = self._bug_test(bug_id)
+        except Unknown:
+            return None
+        for bug in self._bugs(test_id):
+            if bug["id"] == bug_id:
+                return str(bug["status"])
+        return None
+
+    def product_sizes(self) -> list[tuple[int, int]]:
+        """(id, tests) of the visible products."""
+        return [(p, len(ids)) for p, ids in self._by_product.items() if p not in self._hidden]
 
     def rotate_credentials(self) -> None:
         """The customer changes every test environment's credentials (nothing else)."""
@@ -559,6 +630,7 @@ class World:
     def truth(self, product_ids: Iterable[int] | None = None) -> Truth:
         """A deep-copied snapshot of what the sandbox serves, of all or some products."""
         with self._lock:
+            self._tick()
             visible = [p for p in self._acc.products if p not in self._hidden]
             wanted = list(visible if product_ids is None else product_ids)
             for product_id in wanted:
