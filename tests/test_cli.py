@@ -86,9 +86,12 @@ def test_an_unknown_product_id_is_named_and_changes_nothing(
     before = digest(db_path)
 
     result = cli("sync", "--product", "424242", env=env)
+    by_name = cli("sync", "--product", "No Such Product", env=env)
 
-    assert result.exit_code == 1
-    assert "unknown product id 424242" in result.stderr
+    # A usage error, like the other bad values, naming the account's products.
+    assert result.exit_code == 2
+    assert "unknown product 424242" in result.stderr and "Flourish Pro" in result.stderr
+    assert by_name.exit_code == 2 and "unknown product 'No Such Product'" in by_name.stderr
     assert digest(db_path) == before
 
 
