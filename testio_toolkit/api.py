@@ -108,6 +108,8 @@ class MirrorStatus:
     cannot_update: str | None = None
     # A sandbox server reached by URL (`testio-toolkit sandbox`): sample data all the same.
     sandbox_server: bool = False
+    # Per live product: product_id, name, tests, bugs, features.
+    products: list[dict[str, Any]] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """The status as text lines."""
@@ -118,6 +120,11 @@ class MirrorStatus:
         if not self.exists:
             return [*out, "no database yet: run a sync"]
         out.append("holds:    " + ", ".join(f"{n} {t}" for t, n in self.table_counts.items()))
+        for row in self.products:
+            out.append(
+                f"  product {row['product_id']} {row['name']}: {row['tests']} tests, "
+                f"{row['bugs']} bugs, {row['features']} features"
+            )
         for mode in Mode:
             run = self.last_runs.get(mode)
             text = f"{run['status']} at {run['started_at']}" if run else "never"
@@ -382,6 +389,7 @@ class BaseMirror:
         if exists:
             with Store.open_read_only(self.path) as store:
                 status.table_counts = store.table_counts()
+                status.products = [dict(row) for row in store.product_counts()]
                 status.last_runs = store.last_runs()
                 status.open_unreadable = len(store.open_unreadable())
         return status
