@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from . import accounts
 from .api import as_async
 from .backups import NukePlan
 from .errors import RebuildFailed
@@ -565,9 +566,18 @@ class Panel(_Controls):
         self.dry_run_checkbox: Widget = w.Checkbox(
             value=False, description="Dry run (read and count, write nothing)", indent=False
         )
+        # Named accounts (testio-toolkit account add): pick whose mirror the panel works on.
+        names = accounts.load().names()
+        self.account_picker: Widget = w.Dropdown(
+            options=[("(configured default)", ""), *((n, n) for n in names)],
+            value=mirror.account if mirror.account in names else "",
+            description="Account",
+            layout=w.Layout(display=None if names else HIDDEN),
+        )
+        self.account_picker.observe(self._on_account, names="value")
         pickers = w.HBox(
             [
-                self.products_picker,
+                w.VBox([self.account_picker, self.products_picker]),
                 w.VBox(
                     [
                         self.since_picker,
@@ -607,6 +617,24 @@ class Panel(_Controls):
 
     def _after_job(self) -> None:
         self.refresh_status()
+
+    def _set_buttons(self, *, busy: bool) -> None:
+        super()._set_buttons(busy=busy)
+        if hasattr(self, "account_picker"):
+            self.account_picker.disabled = busy  # no switching under a running job
+
+    def _on_account(self, change: dict[str, Any]) -> None:
+        """Another account picked: the panel now works on that account's mirror."""
+        if self.busy:
+            return
+        self.mirror = type(self.mirror)(account=change["new"] or None, progress=False)
+        self.confirmation.layout.display = HIDDEN
+        self.summary.value = self.error.value = ""
+        self.products_picker.value = ()
+        try:
+            self.refresh_status()
+        except Exception as exc:
+            self._show_error(exc)
 
     def refresh_status(self) -> None:
         """Show again what the mirror holds, and the products to pick from."""
