@@ -245,7 +245,7 @@ def _forget_token(account: Account) -> None:
 
 def add(
     name: str,
-    token: str,
+    token: str | None = None,
     *,
     url: str | None = None,
     db_path: str | os.PathLike[str] | None = None,
@@ -258,12 +258,15 @@ def add(
     >>> accounts.add("acme", token="...", url="https://api.test.io/customer/v2")
 
     The first account becomes the default. The CLI (``account add``) checks the token with
-    one request before it calls this.
+    one request before it calls this. Without ``token``, the account's token comes from
+    ``TESTIO_TOKEN_<NAME>`` (hosted notebooks, CI: their secret store sets it), and nothing
+    is stored.
     """
     check_name(name)
     secret = Secret((token or "").strip())
-    if not secret:
-        raise ConfigError(f"no token given for account {name!r}")
+    variable = token_variable(name)
+    if not secret and not os.environ.get(variable):
+        raise ConfigError(f"no token given for account {name!r}, and {variable} is not set")
     settings = Settings.load(token="x", base_url=url, env={}, dotenv_path=None)  # checks the URL
     registry = load()
     old = registry.accounts.get(name)
@@ -277,7 +280,8 @@ def add(
     )
     if old is not None:
         _forget_token(old)
-    account = replace(account, token_file=_store_token(name, secret, insecure_storage))
+    if secret:
+        account = replace(account, token_file=_store_token(name, secret, insecure_storage))
     registry.accounts[name] = account
     if not registry.default:
         registry.default = name
