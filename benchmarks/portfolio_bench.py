@@ -143,7 +143,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--accounts", type=int, default=10)
     parser.add_argument("--latency-ms", type=float, default=300.0)
     parser.add_argument("--at-once", type=int, default=4)
-    parser.add_argument("--query-accounts", type=int, default=30)
+    parser.add_argument("--query-accounts", type=int, default=30, help="0: no query")
     parser.add_argument("--preset", default="small")
     parser.add_argument("--skip-sync", action="store_true", help="only the portfolio query")
     args = parser.parse_args(argv)
@@ -160,6 +160,8 @@ def main(argv: list[str]) -> int:
                 f"{figures['one_after_another_s']:.1f}s one after another "
                 f"(x{figures['ratio']:.1f})"
             )
+        if not args.query_accounts:
+            return 0
         query = bench_query(args, root)
         print(
             f"portfolio over {query['mirrors']:.0f} mirrors ({query['bugs']:.0f} bugs; synced in "
