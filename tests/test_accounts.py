@@ -226,3 +226,53 @@ def test_a_token_configured_the_old_way_wins_over_the_default_account(
     assert_mirror_equals_truth(tmp_path / "old.db", sb)
     assert not accounts.default_db_path("acme").exists()
     assert make_mirror(sb, tmp_path / "old.db").account is None
+
+
+def test_the_sandbox_command_serves_customers_to_add_as_accounts(keyring_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "testio_toolkit", "sandbox", "--customers"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("Sandbox customers serving: acme, globex")
+        commands = [proc.stdout.readline().split() for _ in range(3)]
+        for words in commands:  # echo TOKEN | testio-toolkit account add NAME --url URL
+            assert words[0] == "echo" and words[2:5] == ["|", "testio-toolkit", "account"]
+            added = cli(*words[4:], input=words[1] + "\n")
+            assert added.exit_code == 0, added.stderr
+        result = cli("sync", "--all")
+        assert result.exit_code == 0, result.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    # The same customers, seeds and pinned clock in this process serve the same data.
+    with SandboxCustomers() as same:
+        for name, sb in same.sandboxes.items():
+            bugs = tt.Mirror(account=name).bugs()
+            assert set(bugs["id"]) == set(sb.truth().bugs)
+
+
+def test_an_accounts_product_filter_and_retention_are_its_settings(
+    keyring_dir: Path, customers: SandboxCustomers, tmp_path: Path
+) -> None:
+    truth = customers["initech"].truth()
+    pid = sorted(truth.products)[2]
+    db = tmp_path / "initech-here.db"
+    add("initech", customers, "--product", str(pid), "--keep-changes", "30d", "--db", str(db))
+
+    toml = (config_dir() / "testio-toolkit" / "accounts.toml").read_text()
+    assert f"products = [\n    {pid},\n]" in toml or f"products = [{pid}]" in toml
+    assert 'keep_changes = "30d"' in toml and str(db) in toml
+    mirror = tt.Mirror(account="initech")
+    assert (mirror.path, mirror.settings.keep_changes) == (db, "30d")
+    assert cli("sync", "--account", "initech").exit_code == 0
+    assert_mirror_equals_truth(db, customers["initech"], products=[pid])
+
+    broken = cli("account", "add", "bad name", "--url", customers["acme"].url, input="x\n")
+    assert broken.exit_code == 2 and "is not usable" in broken.stderr
