@@ -77,3 +77,25 @@ def test_it_reads_only_and_names_accounts_not_synced_yet(
     assert pd.isna(overview.loc["newco", "last_run"])
     assert overview.loc["acme", "last_status"] == "success"
     assert overview.loc["acme", "size_mb"] > 0
+
+
+def test_thirty_accounts_answer_a_grouped_count_over_all_their_bugs(keyring_dir: Path) -> None:
+    from testio_toolkit.sandbox.customers import TINY
+
+    with SandboxCustomers.numbered(30, TINY) as customers:
+        for name, sb in customers.sandboxes.items():
+            accounts.add(name, sb.token, url=sb.url)
+        assert tt.sync_all(client_options=FAST, at_once=6).ok
+        expected = {
+            name: Counter(bug["status"] for bug in sb.truth().bugs.values())
+            for name, sb in customers.sandboxes.items()
+        }
+
+    answer = tt.portfolio.query("SELECT status, count(*) AS n FROM bugs GROUP BY status")
+
+    assert answer["account"].nunique() == 30
+    got = {
+        name: dict(zip(group["status"], group["n"], strict=True))
+        for name, group in answer.groupby("account", observed=True)
+    }
+    assert got == {name: dict(counts) for name, counts in expected.items()}
