@@ -32,7 +32,6 @@ default account, but only when no token is configured the old way
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import re
 import tomllib
@@ -49,8 +48,6 @@ from platformdirs import user_config_dir
 
 from .config import Secret, Settings, default_data_dir, parse_keep, parse_product_ids
 from .errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 ENV_ACCOUNT = "TESTIO_ACCOUNT"
 KEYRING_SERVICE = "testio-toolkit"
