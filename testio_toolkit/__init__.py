@@ -12,6 +12,13 @@ Usage::
     tt.panel()                       # buttons for all of the above, in a notebook
     tt.db.query("select ...")        # a sqlite_utils.Database on the mirror, for SQL
 
+A portfolio of customers (``testio-toolkit account add acme``, token in the OS keyring)::
+
+    tt.use("acme")                   # the functions here now work on acme's mirror
+    tt.Mirror(account="globex").sync()
+    tt.sync_all()                    # every account, a few at a time (CLI: sync --all)
+    tt.portfolio.bugs(since="30d")   # frames across accounts, with an `account` column
+
 Everything here works on the default mirror (configured from the environment, see
 ``tt.configure``); ``tt.Mirror(...)`` gives the same methods for another database, and
 ``tt.AsyncMirror(...)`` the same again, awaitable, for code in an event loop. Every error
@@ -25,6 +32,8 @@ from __future__ import annotations
 
 import typing
 
+from . import accounts as accounts  # tt.accounts.add(...): named accounts
+from . import portfolio as portfolio  # tt.portfolio.bugs(...): frames across accounts
 from .api import (
     AsyncMirror,
     Mirror,
@@ -32,8 +41,10 @@ from .api import (
     bundled_sandbox,
     configure,
     default_mirror,
+    use,
 )
 from .backups import NukePlan
+from .batch import sync_all
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -306,7 +317,9 @@ __all__ = [
     "scrub",
     "status",
     "sync",
+    "sync_all",
     "sync_button",
     "tests",
     "unreadable",
+    "use",
 ]

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -46,7 +47,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import account, backups, rebuild
+from . import account, accounts, backups, rebuild
 from .backups import NukePlan
 from .client import ClientOptions, TestIOClient
 from .config import Settings, parse_product_ids
@@ -71,7 +72,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Products = int | Iterable[int] | str | None
+Products = int | str | Iterable[int | str] | None
 Since = str | date | datetime | None
 
 _sandboxes: dict[str, Sandbox] = {}
@@ -134,6 +135,8 @@ class MirrorStatus:
     cannot_update: str | None = None
     # A sandbox server reached by URL (`testio-toolkit sandbox`): sample data all the same.
     sandbox_server: bool = False
+    # Per live product: product_id, name, tests, bugs, features.
+    products: list[dict[str, Any]] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """The status as text lines."""
@@ -144,6 +147,11 @@ class MirrorStatus:
         if not self.exists:
             return [*out, "no database yet: run a sync"]
         out.append("holds:    " + ", ".join(f"{n} {t}" for t, n in self.table_counts.items()))
+        for row in self.products:
+            out.append(
+                f"  product {row['product_id']} {row['name']}: {row['tests']} tests, "
+                f"{row['bugs']} bugs, {row['features']} features"
+            )
         for mode in Mode:
             run = self.last_runs.get(mode)
             text = f"{run['status']} at {run['started_at']}" if run else "never"
@@ -188,15 +196,28 @@ class BaseMirror:
         client_options: ClientOptions | None = None,
         progress: bool = True,
         wait: bool | float = False,
+        account: str | None = None,
     ) -> None:
-        settings = Settings.load(
-            # No products given (None, not ()): TESTIO_PRODUCT_IDS or .env may name some.
-            token=token,
-            base_url=base_url,
-            db_path=db_path,
-            product_ids=_ids(products) or None,
-            keep_changes=keep_changes,
-        )
+        # A named account (accounts.py): given, TESTIO_ACCOUNT, or the default one.
+        chosen = None if sandbox else accounts.choose(account, token_given=bool(token))
+        if chosen is not None:
+            settings = accounts.settings_for(
+                chosen,
+                token=token,
+                base_url=base_url,
+                db_path=db_path,
+                product_ids=_ids(products) or None,
+                keep_changes=keep_changes,
+            )
+        else:
+            settings = Settings.load(
+                # No products given (None, not ()): TESTIO_PRODUCT_IDS or .env may name some.
+                token=token,
+                base_url=base_url,
+                db_path=db_path,
+                product_ids=_ids(products) or None,
+                keep_changes=keep_changes,
+            )
         if sandbox:
             # Demos and trials: the bundled sandbox even where a token is configured.
             settings = settings.with_(token=None)
@@ -225,8 +246,14 @@ class BaseMirror:
         """'sandbox', or the base URL of the real service."""
         return "sandbox" if self.sandbox else self.settings.base_url
 
+    @property
+    def account(self) -> str | None:
+        """The named account this mirror is for (``tt.Mirror(account="acme")``), or None."""
+        return self.settings.account
+
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.source} db={self.path}>"
+        named = f" account={self.account}" if self.account else ""
+        return f"<{type(self).__name__} {self.source}{named} db={self.path}>"
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -269,13 +296,14 @@ class BaseMirror:
         )
 
     def _plan(self, mode: Mode, products: Products, since: Since, dry_run: bool) -> Plan:
-        ids = _ids(products) or self.settings.product_ids
+        ids, names = _ids_and_names(products)
         return Plan(
             mode=mode,
-            product_ids=ids,
+            product_ids=ids or (() if names else self.settings.product_ids),
             since=parse_since(since),
             dry_run=dry_run,
             keep_changes=self.settings.keep_changes,
+            product_names=names,
         )
 
     def _check_account(self, store: Reader, accounts: list[dict[str, Any]]) -> dict[str, str]:
@@ -289,6 +317,12 @@ class BaseMirror:
             "use a separate database for it: TESTIO_DB_PATH=other.db, "
             "`testio-toolkit --db other.db ...` or tt.Mirror('other.db')"
         )
+        if self.account is not None:
+            separate = (
+                f"give account {self.account!r} a mirror of its own (by default each account "
+                f"has accounts/<name>.db): `testio-toolkit account add {self.account} --db "
+                "other.db`"
+            )
         recorded = store.get_meta("source")
         if recorded is not None and recorded != self.source:
             raise ConfigError(
@@ -356,7 +390,12 @@ class BaseMirror:
         >>> tt.nuke_plan(products=[12])
         """
         self._check_path()
-        ids = _ids(products) or self.settings.product_ids
+        ids, names = _ids_and_names(products)
+        if names:
+            from . import frames  # names are the mirror's: resolved as the frames do
+
+            ids = (*ids, *frames.product_ids(self.path, list(names)))
+        ids = ids or self.settings.product_ids
         return backups.make_plan(self.path, ids, self.keep_backups, self.source)
 
     def restore(self) -> Path:
@@ -430,6 +469,7 @@ class BaseMirror:
         if exists:
             with Store.open_read_only(self.path) as store:
                 status.table_counts = store.table_counts()
+                status.products = [dict(row) for row in store.product_counts()]
                 status.last_runs = store.last_runs()
                 status.open_unreadable = len(store.open_unreadable())
         return status
@@ -677,7 +717,10 @@ class AsyncMirror(BaseMirror):
                 async with self._client() as client:
                     # Ask the service first: a bad token or product id must not touch the file.
                     accounts = await client.products()
-                    selected = select_products(accounts, plan.product_ids)
+                    selected = select_products(accounts, plan.product_ids, plan.product_names)
+                    if plan.product_names:  # names asked for: from here on, their ids
+                        ids = tuple(int(p["id"]) for p in selected)
+                        plan = dataclasses.replace(plan, product_ids=ids, product_names=())
                     with self._target(plan, accounts, client) as target:
                         target.result = await run_plan(
                             client,
@@ -748,6 +791,9 @@ class Mirror(BaseMirror):
     :param progress: show progress bars by default
     :param wait: when another sync holds the lock, wait for it (True, or seconds) instead
         of failing at once
+    :param account: a named account (``testio-toolkit account add acme``): its URL, token
+        (keyring), product filter, retention and mirror path; default ``TESTIO_ACCOUNT``,
+        else the default account when no token is configured the old way
 
     Code already in an event loop uses ``tt.AsyncMirror``, with the same methods, awaited.
     Why two classes, as httpx has ``Client`` and ``AsyncClient``: a method that sometimes
@@ -855,6 +901,27 @@ def as_async(mirror: BaseMirror) -> AsyncMirror:
     return twin
 
 
+def products_seen(
+    token: str, base_url: str | None = None, *, client_options: ClientOptions | None = None
+) -> list[dict[str, Any]]:
+    """The products a token reads at a base URL, in one request (``account add`` checks a
+    token with it): ``[{"id": 12, "name": "Shop", ...}]``. A refused token raises
+    ``AuthenticationError``."""
+    settings = Settings.load(token=token, base_url=base_url, env={}, dotenv_path=None)
+
+    async def ask() -> list[dict[str, Any]]:
+        async with TestIOClient(
+            settings.base_url,
+            token,
+            client_options,
+            token_hint="check the token you gave",
+            base_url_hint=f"check the URL {settings.base_url}",
+        ) as client:
+            return await client.products()
+
+    return run_blocking(ask())
+
+
 def _confirmation_required(plan: NukePlan) -> ConfirmationRequired:
     what, detail = plan.lines()[:2]
     return ConfirmationRequired(
@@ -862,6 +929,28 @@ def _confirmation_required(plan: NukePlan) -> ConfirmationRequired:
         f"{what}: {detail[0].lower()}{detail[1:]} (the whole plan: exc.plan or tt.nuke_plan())",
         plan=plan,
     )
+
+
+def _ids_and_names(products: Products) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Product ids and names from ``products=``: ``12``, ``"12, 34"``, ``["Shop", 12]``."""
+    if products is None:
+        return (), ()
+    items: list[Any]
+    if isinstance(products, str):
+        items = products.split(",")
+    elif isinstance(products, int):
+        items = [products]
+    else:
+        items = list(products)
+    ids: list[int] = []
+    names: list[str] = []
+    for item in items:
+        text = str(item).strip()
+        if isinstance(item, int) or text.isdigit():
+            ids.append(int(text))
+        elif text:
+            names.append(text)
+    return tuple(ids), tuple(names)
 
 
 def _ids(products: Products) -> tuple[int, ...]:
@@ -891,10 +980,12 @@ def configure(
     client_options: ClientOptions | None = None,
     progress: bool = True,
     wait: bool | float = False,
+    account: str | None = None,
 ) -> Mirror:
     """Set the mirror the one-shot functions (``tt.sync()`` ...) use, and return it.
 
     >>> tt.configure("~/acme.db")      # token and URL still from the environment / .env
+    >>> tt.configure(account="acme")   # a named account (= tt.use("acme"))
 
     Takes ``Mirror``'s parameters.
     """
@@ -912,8 +1003,18 @@ def configure(
             client_options=client_options,
             progress=progress,
             wait=wait,
+            account=account,
         )
         return _default
+
+
+def use(account: str) -> Mirror:
+    """Make a named account the one ``tt.sync()``, ``tt.bugs()`` ... work on; returns its mirror.
+
+    >>> tt.use("acme")
+    >>> tt.bugs(severity="critical")     # acme's
+    """
+    return configure(account=account)
 
 
 def default_mirror() -> Mirror:

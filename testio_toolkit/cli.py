@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from . import api
+from . import accounts, api, batch, portfolio
 from .errors import Cancelled, ConfigError, ToolkitError
 from .results import SyncResult, format_table
 from .sandbox.command import sandbox
@@ -45,17 +46,16 @@ def _fail(exc: BaseException, code: int = 1) -> NoReturn:
 
 
 def _mirror(ctx: click.Context) -> api.Mirror:
-    # --db, --base-url, --wait and --keep-backups work before the command and after it
-    # (`testio-toolkit --db x.db sync` and `testio-toolkit sync --db x.db`); after wins.
-    options = dict(ctx.find_root().params)
-    for name, value in ctx.params.items():
-        if name in _SHARED and value not in (None, False):
-            options[name] = value
+    # --db, --base-url, --account, --wait and --keep-backups work before the command and
+    # after it (`testio-toolkit --db x.db sync` and `testio-toolkit sync --db x.db`); after
+    # wins.
+    options = _given(ctx)
     mirror = api.Mirror(
         options.get("db"),
         base_url=options.get("base_url"),
         wait=options.get("wait") or False,
         keep_backups=options.get("keep_backups") or 1,
+        account=options.get("account"),
     )
     # Messages name the option a value came from; environment and .env values are found
     # (and named) by Settings itself, so they are not passed as options.
@@ -68,27 +68,51 @@ def _mirror(ctx: click.Context) -> api.Mirror:
     return mirror
 
 
-_SHARED = ("db", "base_url", "wait", "keep_backups")
+def _given(ctx: click.Context) -> dict[str, Any]:
+    """The shared options, from the root and every command on the way (the last wins)."""
+    options = dict(ctx.find_root().params)
+    chain = []
+    while ctx.parent is not None:
+        chain.append(ctx)
+        ctx = ctx.parent
+    for each in reversed(chain):
+        for name, value in each.params.items():
+            if name in _SHARED and value not in (None, False):
+                options[name] = value
+    return options
 
 
-def _shared_options(func: F) -> F:
-    """The root's --db, --base-url, --wait and --keep-backups, also on a subcommand."""
-    func = click.option(
-        "--keep-backups",
-        type=click.IntRange(min=1),
-        default=None,
-        help="How many pre-nuke backups to keep beside the database (default 1).",
-    )(func)
-    func = click.option(
-        "--wait", is_flag=True, help="Wait for a running sync instead of failing at once."
-    )(func)
-    func = click.option("--base-url", help="API base URL (default: TESTIO_CUSTOMER_API_BASE_URL).")(
-        func
-    )
-    func = click.option(
-        "--db", help="The mirror database (default: TESTIO_DB_PATH or the per-user folder)."
-    )(func)
-    return func
+_SHARED = ("db", "base_url", "account", "wait", "keep_backups")
+
+
+def _options(*, write: bool = False, backups: bool = False) -> Callable[[F], F]:
+    """The root's --db, --base-url and --account, also on a subcommand; --wait on those that
+    write, --keep-backups on those that make or use backups."""
+
+    def decorate(func: F) -> F:
+        if backups:
+            func = click.option(
+                "--keep-backups",
+                type=click.IntRange(min=1),
+                default=None,
+                help="How many pre-nuke backups to keep beside the database (default 1).",
+            )(func)
+        if write:
+            func = click.option(
+                "--wait", is_flag=True, help="Wait for a running sync instead of failing at once."
+            )(func)
+        func = click.option(
+            "--account", help="A named account (testio-toolkit account list; TESTIO_ACCOUNT)."
+        )(func)
+        func = click.option(
+            "--base-url", help="API base URL (default: TESTIO_CUSTOMER_API_BASE_URL)."
+        )(func)
+        func = click.option(
+            "--db", help="The mirror database (default: TESTIO_DB_PATH or the per-user folder)."
+        )(func)
+        return func
+
+    return decorate
 
 
 def _progress_shown(no_progress: bool) -> bool:
@@ -143,6 +167,7 @@ def _print_result(result: SyncResult) -> None:
     "--base-url",
     help="API base URL, path prefix included (default: TESTIO_CUSTOMER_API_BASE_URL).",
 )
+@click.option("--account", help="A named account (testio-toolkit account list; TESTIO_ACCOUNT).")
 @click.option("--wait", is_flag=True, help="Wait for a running sync instead of failing at once.")
 @click.option(
     "--keep-backups",
@@ -152,11 +177,14 @@ def _print_result(result: SyncResult) -> None:
     help="How many pre-nuke backups to keep beside the database.",
 )
 @click.version_option(package_name="testio-toolkit")
-def cli(db: str | None, base_url: str | None, wait: bool, keep_backups: int) -> None:
+def cli(
+    db: str | None, base_url: str | None, account: str | None, wait: bool, keep_backups: int
+) -> None:
     """Mirror a TestIO account into SQLite.
 
-    The token comes from TESTIO_CUSTOMER_API_TOKEN (or a .env file), never from the command
-    line. Without a token, everything runs against the bundled sandbox.
+    The token comes from a named account (testio-toolkit account add NAME: the OS keyring),
+    or TESTIO_CUSTOMER_API_TOKEN (or a .env file), never from the command line. Without a
+    token, everything runs against the bundled sandbox.
 
     Example: testio-toolkit sync --since 30d
     """
@@ -170,14 +198,22 @@ def cli(db: str | None, base_url: str | None, wait: bool, keep_backups: int) -> 
     "--product",
     "-p",
     "products",
-    type=int,
     multiple=True,
-    help="Limit to this product id (repeatable).",
+    help="Limit to this product, by id or name (repeatable).",
 )
 @click.option("--since", help="Only tests that ended on or after: 2025-01-31, 30d, 2w.")
 @click.option("--dry-run", is_flag=True, help="Read everything, write nothing, report.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (none without a terminal).")
-@_shared_options
+@click.option(
+    "--all", "every", is_flag=True, help="Every named account, a few at a time (never --nuke)."
+)
+@click.option(
+    "--at-once",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --all: accounts run at the same time (default TESTIO_ACCOUNTS_AT_ONCE or 4).",
+)
+@_options(write=True, backups=True)
 @click.pass_context
 @_guarded
 def sync(
@@ -186,10 +222,12 @@ def sync(
     force: bool,
     nuke: bool,
     yes: bool,
-    products: tuple[int, ...],
+    products: tuple[str, ...],
     since: str | None,
     dry_run: bool,
     no_progress: bool,
+    every: bool,
+    at_once: int | None,
     **shared: Any,
 ) -> None:
     """Bring the mirror up to date.
@@ -201,11 +239,17 @@ def sync(
     sync --nuke     throw the mirror away and rebuild it from scratch; the old database
                     is kept as a backup (testio-toolkit restore); with --dry-run: only
                     the plan (tt.nuke_plan())
+    sync --all      every named account (--force: refresh each); a summary table
 
     Example: testio-toolkit sync --force --product 12 --since 30d
     """
     if force and nuke:
         raise click.UsageError("--force and --nuke cannot be used together")
+    if every:
+        _sync_all(ctx, force=force, nuke=nuke, products=products, dry_run=dry_run, at_once=at_once)
+        return
+    if at_once is not None:
+        raise click.UsageError("--at-once only goes with --all")
     if yes and not nuke:
         raise click.UsageError("--yes only goes with --nuke")
     if nuke and since:
@@ -223,8 +267,39 @@ def sync(
     _print_result(run(products or None, since, dry_run=dry_run, progress=progress))
 
 
+def _sync_all(
+    ctx: click.Context,
+    *,
+    force: bool,
+    nuke: bool,
+    products: tuple[str, ...],
+    dry_run: bool,
+    at_once: int | None,
+) -> None:
+    """`sync --all`: every account, progress per account on stderr, the table on stdout."""
+    if nuke:
+        raise click.UsageError("--all does not go with --nuke: nuke one account at a time")
+    if products or dry_run:
+        raise click.UsageError("--all does not go with --product or --dry-run")
+    given = _given(ctx)
+    if given.get("db") or given.get("account") or given.get("base_url"):
+        raise click.UsageError("--all does not go with --db, --base-url or --account")
+    result = batch.sync_all(
+        refresh=force,
+        at_once=at_once,
+        wait=bool(given.get("wait")),
+        on_start=lambda name: click.echo(f"{name}: started", err=True),
+        on_done=lambda outcome: click.echo(outcome.line(), err=True),
+    )
+    click.echo(result.text())
+    if not result.ok:
+        for outcome in result.failed:
+            click.echo(f"  {outcome.account} {outcome.status}: {outcome.error}", err=True)
+        sys.exit(EXIT_PARTIAL)
+
+
 def _nuke(
-    mirror: api.Mirror, products: tuple[int, ...], *, yes: bool, dry_run: bool, progress: bool
+    mirror: api.Mirror, products: tuple[str, ...], *, yes: bool, dry_run: bool, progress: bool
 ) -> None:
     plan = mirror.nuke_plan(products or None)  # reads only
     if dry_run:
@@ -250,7 +325,7 @@ def _nuke(
 
 
 @cli.command()
-@_shared_options
+@_options()
 @click.pass_context
 @_guarded
 def status(ctx: click.Context, /, **shared: Any) -> None:
@@ -262,7 +337,7 @@ def status(ctx: click.Context, /, **shared: Any) -> None:
 
 
 @cli.command()
-@_shared_options
+@_options(write=True, backups=True)
 @click.pass_context
 @_guarded
 def restore(ctx: click.Context, /, **shared: Any) -> None:
@@ -324,7 +399,7 @@ def scrub(ctx: click.Context, /, **shared: Any) -> None:
     show_default=True,
     help="csv and json: one row per change, the columns of tt.changes(), for scripts.",
 )
-@_shared_options
+@_options()
 @click.pass_context
 @_guarded
 def changes(
@@ -409,9 +484,10 @@ def problematic() -> None:
 
 
 @problematic.command("list")
+@_options()
 @click.pass_context
 @_guarded
-def problematic_list(ctx: click.Context) -> None:
+def problematic_list(ctx: click.Context, /, **shared: Any) -> None:
     """List unreadable records waiting for a retry.
 
     Example: testio-toolkit problematic list
@@ -436,9 +512,10 @@ def problematic_list(ctx: click.Context) -> None:
 
 @problematic.command("retry")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
+@_options(write=True)
 @click.pass_context
 @_guarded
-def problematic_retry(ctx: click.Context, no_progress: bool) -> None:
+def problematic_retry(ctx: click.Context, /, no_progress: bool, **shared: Any) -> None:
     """Read the products with unreadable records again; resolve what now reads.
 
     Example: testio-toolkit problematic retry
@@ -459,15 +536,144 @@ def problematic_retry(ctx: click.Context, no_progress: bool) -> None:
     multiple=True,
     help="Only this product's entries (repeatable).",
 )
+@_options(write=True)
 @click.pass_context
 @_guarded
-def problematic_clear(ctx: click.Context, products: tuple[int, ...]) -> None:
+def problematic_clear(ctx: click.Context, /, products: tuple[int, ...], **shared: Any) -> None:
     """Forget unreadable-record entries.
 
     Example: testio-toolkit problematic clear --product 12
     """
     cleared = _mirror(ctx).clear_unreadable(products or None)
     click.echo(f"Cleared {cleared} entries.")
+
+
+@cli.group("account")
+def account_group() -> None:
+    """Named accounts: one per customer, its token in the OS keyring, its own mirror.
+
+    Example: testio-toolkit account add acme --url https://api.test.io/customer/v2
+    """
+
+
+@account_group.command("add")
+@click.argument("name")
+@click.option("--url", help="The account's API base URL (default: the TestIO service).")
+@click.option("--db", help="Its mirror (default: accounts/NAME.db in the per-user data folder).")
+@click.option(
+    "--product", "-p", "products", type=int, multiple=True, help="Default product filter."
+)
+@click.option("--keep-changes", help="How long its change feed keeps rows: 365d, 52w, all.")
+@click.option(
+    "--insecure-storage",
+    is_flag=True,
+    help="No keyring here: keep the token in a file only you may read (mode 0600).",
+)
+@_guarded
+def account_add(
+    name: str,
+    url: str | None,
+    db: str | None,
+    products: tuple[int, ...],
+    keep_changes: str | None,
+    insecure_storage: bool,
+) -> None:
+    """Add an account (or replace its token and settings). The token is asked for without
+    echo, or read from standard input when that is not a terminal; one request checks it.
+
+    Example: testio-toolkit account add acme --url https://api.test.io/customer/v2
+    """
+    accounts.check_name(name)
+    if sys.stdin.isatty():
+        token = click.prompt(
+            f"API token of {name}", hide_input=True, default="", show_default=False
+        )
+    else:
+        token = sys.stdin.readline()
+    token = token.strip()
+    if not token:
+        raise ConfigError(f"no token given for account {name!r} (type it, or pipe it in)")
+    seen = api.products_seen(token, url)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        added = accounts.add(
+            name,
+            token,
+            url=url,
+            db_path=db,
+            products=products or None,
+            keep_changes=keep_changes,
+            insecure_storage=insecure_storage,
+        )
+    for warning in caught:
+        click.echo(f"Warning: {warning.message}", err=True)
+    where = "a 0600 file (--insecure-storage)" if added.token_file else "the keyring"
+    click.echo(f"Account {name}: token accepted at {added.base_url}, kept in {where}.")
+    click.echo(f"Mirror: {added.db_path}")
+    click.echo(
+        f"{len(seen)} products: " + ", ".join(f"{p['id']} {p.get('name', '')}" for p in seen)
+    )
+
+
+@account_group.command("list")
+@_guarded
+def account_list() -> None:
+    """The accounts: name (* the default), URL, token source, mirror, size, last run.
+
+    Example: testio-toolkit account list
+    """
+    rows = portfolio.overview()
+    if not rows:
+        click.echo(f"No accounts yet ({accounts.accounts_file()}): testio-toolkit account add NAME")
+        return
+    body = [["account", "url", "token", "mirror", "size", "last run"]]
+    for row in rows:
+        body.append(
+            [
+                ("* " if row["default"] else "  ") + row["account"],
+                row["url"],
+                f"{row['token']} {row['token_end']}".strip(),
+                row["db_path"],
+                f"{row['size_mb']:.1f} MB",
+                f"{row['last_run']} ({row['last_status']})" if row["last_run"] else "never",
+            ]
+        )
+    click.echo(format_table(body))
+
+
+@account_group.command("remove")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+@click.option("--delete-mirror", is_flag=True, help="Delete its mirror file too.")
+@_guarded
+def account_remove(name: str, yes: bool, delete_mirror: bool) -> None:
+    """Forget an account's token and settings; its mirror is kept unless --delete-mirror.
+
+    Example: testio-toolkit account remove acme
+    """
+    found = accounts.load().get(name)
+    kept = "and DELETE its mirror" if delete_mirror else f"(its mirror {found.db_path} is kept)"
+    if not yes:
+        if not sys.stdin.isatty():
+            click.echo(f"Refusing to remove {name} without --yes: no terminal to ask on.", err=True)
+            sys.exit(EXIT_PARTIAL)
+        if not click.confirm(f"Remove account {name}'s token and settings {kept}?"):
+            click.echo("Not removed.")
+            sys.exit(EXIT_PARTIAL)
+    accounts.remove(name, delete_mirror=delete_mirror)
+    click.echo(f"Removed account {name} {kept}.")
+
+
+@account_group.command("default")
+@click.argument("name")
+@_guarded
+def account_default(name: str) -> None:
+    """Use this account when none is named (no --account, no TESTIO_ACCOUNT, no token set).
+
+    Example: testio-toolkit account default acme
+    """
+    accounts.set_default(name)
+    click.echo(f"Default account: {name}")
 
 
 cli.add_command(sandbox)

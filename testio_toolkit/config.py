@@ -133,6 +133,8 @@ class Settings:
     keep_changes: str | None = None
     # True when db_path is our default: then its folder is ours to create.
     db_path_is_default: bool = False
+    # The named account (accounts.py) these settings are for; None: the single-account setup.
+    account: str | None = None
     # Where each of token, base_url and db_path came from, as messages name it:
     # "TESTIO_DB_PATH", "TESTIO_DB_PATH in /home/me/.env", "--db", "the default", ...
     origins: dict[str, str] = field(default_factory=dict, compare=False)
@@ -140,7 +142,8 @@ class Settings:
     @property
     def sandbox_data(self) -> bool:
         """True for the bundled sandbox and for a sandbox server reached by URL (its token)."""
-        return self.token is None or self.token.reveal() == SANDBOX_TOKEN
+        # A sandbox's tokens all start with its own ("sandbox-token-acme": its customers).
+        return self.token is None or self.token.reveal().startswith(SANDBOX_TOKEN)
 
     @property
     def sandbox(self) -> bool:
@@ -191,7 +194,7 @@ class Settings:
             # The sandbox's own token (a `testio-toolkit sandbox` server) is sandbox data too.
             if secret is None:
                 name = "sandbox.db"
-            elif secret.reveal() == SANDBOX_TOKEN:
+            elif secret.reveal().startswith(SANDBOX_TOKEN):
                 name = "sandbox-server.db"
             else:
                 name = "testio.db"
@@ -220,6 +223,11 @@ class Settings:
     def token_hint(self) -> str:
         """What to check when the service refuses the token (never the token itself)."""
         origin = self.origin("token")
+        if self.account is not None:
+            return (
+                f"check the token of account {self.account!r} (from {origin}); "
+                f"`testio-toolkit account add {self.account}` stores a new one"
+            )
         if origin == ENV_TOKEN:
             return f"check {ENV_TOKEN}: it is set in the environment (which wins over a .env file)"
         if origin.startswith(ENV_TOKEN):
@@ -245,4 +253,5 @@ class Settings:
 
     def __repr__(self) -> str:
         source = "sandbox" if self.sandbox else self.base_url
-        return f"<Settings {source} db={self.db_path}>"
+        named = f" account={self.account}" if self.account else ""
+        return f"<Settings {source}{named} db={self.db_path}>"

@@ -123,6 +123,11 @@ def _products(path: Path, value: Filter) -> list[int]:
     return ids
 
 
+def product_ids(path: Path, value: Filter) -> list[int]:
+    """The ids of products given by id or name, as ``product=`` takes them (see above)."""
+    return _products(path, value)
+
+
 def _pairs(path: Path) -> list[tuple[int, str]]:
     with Store.open_read_only(path) as store:
         try:

@@ -52,7 +52,7 @@ from typing import Any
 
 from . import feed
 from .client import TestIOClient
-from .errors import ApiError, AuthenticationError, NotFound, ServiceError, first_error
+from .errors import ApiError, AuthenticationError, ConfigError, NotFound, ServiceError, first_error
 from .listing import MAX_PASSES, Listing, ListingReader, Snapshot
 from .results import Counts, ProductReport, ProgressCallback, ProgressEvent, SyncResult
 from .rows import (
@@ -103,6 +103,9 @@ class Plan:
     since: str | None = None
     dry_run: bool = False
     keep_changes: str | None = None
+    # Products asked for by name (`sync --product "Flourish Pro"`): resolved against the
+    # service's list, as it is read, into product_ids (AsyncMirror._run).
+    product_names: tuple[str, ...] = ()
 
 
 @dataclass
@@ -727,20 +730,24 @@ def _first_message(exc: BaseException) -> str:
 
 
 def select_products(
-    accounts: list[dict[str, Any]], product_ids: Sequence[int]
+    accounts: list[dict[str, Any]], product_ids: Sequence[int], names: Sequence[str] = ()
 ) -> list[dict[str, Any]]:
-    """The products to work on: all, or those asked for; an unknown id is a clear error."""
-    if not product_ids:
+    """The products to work on: all, or those asked for by id or name (any case); an
+    unknown one is a ConfigError naming the account's products."""
+    if not product_ids and not names:
         return accounts
     by_id = {int(p["id"]): p for p in accounts}
-    unknown = [pid for pid in product_ids if pid not in by_id]
+    by_name = {str(p.get("name", "")).casefold(): int(p["id"]) for p in accounts}
+    unknown = [str(pid) for pid in product_ids if pid not in by_id]
+    unknown += [repr(name) for name in names if name.strip().casefold() not in by_name]
     if unknown:
-        known = ", ".join(str(pid) for pid in sorted(by_id)[:20])
-        raise NotFound(
-            f"unknown product id {', '.join(map(str, unknown))}: the account has {known}",
-            endpoint="products",
+        known = ", ".join(f"{pid} {by_id[pid].get('name', '')!r}" for pid in sorted(by_id)[:20])
+        raise ConfigError(
+            f"unknown product {', '.join(unknown)}: the account has {known or 'no products'}"
+            " (give an id or a name)"
         )
-    return [by_id[pid] for pid in dict.fromkeys(product_ids)]
+    wanted = [*product_ids, *(by_name[name.strip().casefold()] for name in names)]
+    return [by_id[pid] for pid in dict.fromkeys(wanted)]
 
 
 async def run_plan(

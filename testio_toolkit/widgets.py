@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from . import accounts, batch
 from .api import as_async
 from .backups import NukePlan
 from .errors import RebuildFailed
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .api import BaseMirror, MirrorStatus, Products, Since
+    from .batch import AccountOutcome, BatchResult
 
 Outcome = SyncResult | NukePlan
 # ipywidgets ships no type information: its objects are Any to mypy.
@@ -565,9 +567,30 @@ class Panel(_Controls):
         self.dry_run_checkbox: Widget = w.Checkbox(
             value=False, description="Dry run (read and count, write nothing)", indent=False
         )
+        # Named accounts (testio-toolkit account add): pick whose mirror the panel works on.
+        names = accounts.load().names()
+        self.account_picker: Widget = w.Dropdown(
+            options=[("(configured default)", ""), *((n, n) for n in names)],
+            value=mirror.account if mirror.account in names else "",
+            description="Account",
+            layout=w.Layout(display=None if names else HIDDEN),
+        )
+        self.account_picker.observe(self._on_account, names="value")
+        # Every account at once (tt.sync_all()): a line per account as each starts and ends.
+        self.sync_all_button: Widget = w.Button(
+            description="Sync all accounts",
+            icon="refresh",
+            tooltip="tt.sync_all(): every named account, a few at a time",
+            layout=w.Layout(width="auto", display=None if names else HIDDEN),
+        )
+        self.sync_all_button.on_click(self._on_sync_all)
+        self.accounts_html: Widget = w.HTML()
+        self.all_result: BatchResult | None = None
+        self._all_done = threading.Event()
+        self._all_done.set()
         pickers = w.HBox(
             [
-                self.products_picker,
+                w.VBox([self.account_picker, self.products_picker]),
                 w.VBox(
                     [
                         self.since_picker,
@@ -582,11 +605,20 @@ class Panel(_Controls):
                 w.HTML(STYLE + "<div class='testio-title'>TestIO mirror</div>"),
                 self.status_html,
                 pickers,
-                w.HBox([self.sync_button, self.refresh_button, self.nuke_button, self.stop_button]),
+                w.HBox(
+                    [
+                        self.sync_button,
+                        self.refresh_button,
+                        self.nuke_button,
+                        self.stop_button,
+                        self.sync_all_button,
+                    ]
+                ),
                 self.confirmation,
                 w.HBox([self.progress, self.progress_text]),
                 self.summary,
                 self.error,
+                self.accounts_html,
                 self.changes_html,
             ]
         )
@@ -607,6 +639,70 @@ class Panel(_Controls):
 
     def _after_job(self) -> None:
         self.refresh_status()
+
+    def _set_buttons(self, *, busy: bool) -> None:
+        super()._set_buttons(busy=busy)
+        if hasattr(self, "account_picker"):
+            self.account_picker.disabled = busy  # no switching under a running job
+
+    def _on_sync_all(self, _button: Widget = None) -> None:
+        """Sync every named account; the table shows each one's progress, then the summary."""
+        if self.busy or not self._all_done.is_set():
+            return
+        lines = dict.fromkeys(accounts.load().names(), "waiting")
+
+        def draw() -> None:
+            self.accounts_html.value = "<br>".join(
+                f"<b>{html.escape(name)}</b>: {html.escape(text)}" for name, text in lines.items()
+            )
+
+        def started(name: str) -> None:
+            lines[name] = "running..."
+            draw()
+
+        def ended(outcome: AccountOutcome) -> None:
+            lines[outcome.account] = outcome.line().partition(": ")[2]
+            draw()
+
+        def finish(future: Future[BatchResult]) -> None:
+            try:
+                self.all_result = future.result()
+                self.accounts_html.value = self.all_result._repr_html_()
+                self.refresh_status()
+            except BaseException as exc:
+                self._show_error(exc)
+            finally:
+                self._set_buttons(busy=False)
+                self.sync_all_button.disabled = False
+                self._all_done.set()
+
+        self._all_done.clear()
+        self._set_buttons(busy=True)
+        self.stop_button.disabled = True  # Stop stops one mirror's run, not this
+        self.sync_all_button.disabled = True
+        self.error.value = ""
+        draw()
+        Job(batch.run_all(on_start=started, on_done=ended)).future.add_done_callback(finish)
+
+    def wait_all(self, timeout: float | None = 120) -> BatchResult | None:
+        """Block until "Sync all accounts" is done: ``panel.sync_all_button.click();
+        panel.wait_all()`` -> the BatchResult (None if it failed as a whole)."""
+        if not self._all_done.wait(timeout):
+            raise TimeoutError(f"sync of all accounts still running after {timeout}s")
+        return self.all_result
+
+    def _on_account(self, change: dict[str, Any]) -> None:
+        """Another account picked: the panel now works on that account's mirror."""
+        if self.busy:
+            return
+        self.mirror = type(self.mirror)(account=change["new"] or None, progress=False)
+        self.confirmation.layout.display = HIDDEN
+        self.summary.value = self.error.value = ""
+        self.products_picker.value = ()
+        try:
+            self.refresh_status()
+        except Exception as exc:
+            self._show_error(exc)
 
     def refresh_status(self) -> None:
         """Show again what the mirror holds, and the products to pick from."""

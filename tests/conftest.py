@@ -65,6 +65,7 @@ def clean_environment(
     monkeypatch.setenv(ANCHOR_VARIABLE, PINNED_NOW)
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))  # accounts.toml
     monkeypatch.chdir(home)  # no stray .env is picked up
     api.reset()
     yield
@@ -387,3 +388,20 @@ def assert_mirror_equals_truth(path: Path, sb: Sandbox, products: list[int] | No
             assert set(live("products")) == set(truth.products)
     finally:
         conn.close()
+
+
+@pytest.fixture
+def keyring_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    """A real file-backed keyring (tests/file_keyring.py) in its own folder, outside the
+    config and data folders, chosen through keyring's configuration (PYTHON_KEYRING_BACKEND)."""
+    import keyring.core
+
+    folder = tmp_path_factory.mktemp("keyring")
+    monkeypatch.setenv("TT_TEST_KEYRING", str(folder))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.file_keyring.FileKeyring")
+    keyring.core.init_backend()
+    yield folder
+    monkeypatch.undo()
+    keyring.core.init_backend()

@@ -211,3 +211,26 @@ def test_the_history_figure_counts_the_change_rows_of_the_weeks_played(tmp_path:
     assert rows["bug changed"] == made["bugs_decided"]
     assert history["rows"] == sum(rows.values())
     assert history["feed_mb"] > 0 and "change feed after 2 weekly refreshes" in proc.stdout
+
+
+def test_the_portfolio_benchmark_runs_end_to_end() -> None:
+    # Two accounts each way and two mirrors to query: its own asserts check that sync --all
+    # succeeded and that the SQL count and the frame agree; the figures are printed.
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "portfolio_bench.py"),
+            "--accounts",
+            "2",
+            "--latency-ms",
+            "0",
+            "--query-accounts",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "sync --all of 2 small accounts" in proc.stdout
+    assert "portfolio over 2 mirrors (" in proc.stdout

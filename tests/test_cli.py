@@ -10,7 +10,7 @@ import pytest
 
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import cli, cli_env, digest, run_cli
+from .conftest import assert_mirror_equals_truth, cli, cli_env, digest, run_cli
 
 
 def test_sync_without_a_token_uses_the_sandbox_and_its_own_database(tmp_path: Path) -> None:
@@ -52,6 +52,8 @@ def test_status_reports_counts_and_last_runs_and_writes_nothing(
     assert str(db_path) in result.stdout
     assert "last sync:    success" in result.stdout
     assert "last refresh: never" in result.stdout
+    for pid, product in sandbox.truth().products.items():
+        assert f"product {pid} {product['name']}: " in result.stdout  # ids and names
     assert digest(db_path) == before
 
 
@@ -86,9 +88,12 @@ def test_an_unknown_product_id_is_named_and_changes_nothing(
     before = digest(db_path)
 
     result = cli("sync", "--product", "424242", env=env)
+    by_name = cli("sync", "--product", "No Such Product", env=env)
 
-    assert result.exit_code == 1
-    assert "unknown product id 424242" in result.stderr
+    # A usage error, like the other bad values, naming the account's products.
+    assert result.exit_code == 2
+    assert "unknown product 424242" in result.stderr and "Flourish Pro" in result.stderr
+    assert by_name.exit_code == 2 and "unknown product 'No Such Product'" in by_name.stderr
     assert digest(db_path) == before
 
 
@@ -249,6 +254,26 @@ def test_options_work_where_users_type_them(sandbox: Sandbox, tmp_path: Path) ->
     assert len(list(tmp_path.glob("here.backup-*.db"))) == 3
     status = cli("status", "--db", str(db), env=env)
     assert "SANDBOX data served at" in status.output
+    # Every command takes the shared options after its name (problematic list too) ...
+    listed = cli("problematic", "list", "--db", str(db), env=env)
+    assert listed.exit_code == 0 and "No unreadable records." in listed.output
+    assert cli("problematic", "clear", "--db", str(db), "--wait", env=env).exit_code == 0
+    # ... and read-only commands do not offer --wait or --keep-backups.
+    for command in (["status"], ["changes"], ["problematic", "list"]):
+        for option in ("--wait", "--keep-backups=2"):
+            refused = cli(*command, "--db", str(db), option, env=env)
+            assert refused.exit_code == 2 and "No such option" in refused.stderr
+
+
+def test_sync_product_takes_names_as_changes_product_does(sandbox: Sandbox, db_path: Path) -> None:
+    env = {**os.environ, **cli_env(sandbox, db_path)}
+    truth = sandbox.truth()
+    pid, product = sorted(truth.products.items())[1]
+
+    result = cli("sync", "--product", product["name"].upper(), env=env)
+
+    assert result.exit_code == 0, result.stderr
+    assert_mirror_equals_truth(db_path, sandbox, products=[pid])
 
 
 def test_the_sandbox_command_prints_the_database_to_use(tmp_path: Path) -> None:

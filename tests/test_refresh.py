@@ -212,7 +212,7 @@ def test_refresh_since_marks_nothing_outside_its_window(
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["--product", "999999"], 1, "unknown product id 999999"),
+        (["--product", "999999"], 2, "unknown product 999999"),
         (["--since", "last tuesday"], 2, "is not a date"),
         (["--since", "2025-13-45"], 2, "is not a date"),
     ],

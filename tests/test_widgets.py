@@ -442,3 +442,64 @@ def test_progress_only_moves_forward_and_names_its_phase() -> None:
     tally.add(ProgressEvent("bugs", total=500))
     assert tally.fraction() == 0.25
     assert tally.text() == ("reading bugs · products 1/4 · tests read 30 · bug lists 10/550")
+
+
+def test_the_account_picker_switches_the_panel_to_another_accounts_mirror(
+    keyring_dir: Path,
+) -> None:
+    from testio_toolkit import accounts
+    from testio_toolkit.sandbox import SandboxCustomers
+
+    with SandboxCustomers() as customers:
+        for name, sb in customers.sandboxes.items():
+            accounts.add(name, sb.token, url=sb.url)
+        panel = Panel(tt.Mirror(account="acme", progress=False))
+        assert [v for _, v in panel.account_picker.options] == ["", "acme", "globex", "initech"]
+        assert panel.account_picker.value == "acme"
+
+        panel.account_picker.value = "globex"
+        panel.sync_button.click()
+        result = panel.wait()
+
+        assert isinstance(result, tt.SyncResult) and result.ok
+        assert panel.mirror.account == "globex" and not panel.account_picker.disabled
+        assert result.db_path == str(accounts.default_db_path("globex"))
+        truth = customers["globex"].truth()
+        assert {v for _, v in panel.products_picker.options} == set(truth.products)
+        assert count(accounts.default_db_path("globex"), "SELECT count(*) FROM bugs") == len(
+            truth.bugs
+        )
+        assert not accounts.default_db_path("acme").exists()
+
+
+def test_without_named_accounts_the_picker_is_hidden(synced: tt.Mirror) -> None:
+    assert Panel(synced).account_picker.layout.display == "none"
+
+
+def test_sync_all_accounts_from_the_panel_shows_each_account(keyring_dir: Path) -> None:
+    from testio_toolkit import accounts
+    from testio_toolkit.sandbox import SandboxCustomers
+
+    with SandboxCustomers() as customers:
+        for name, sb in customers.sandboxes.items():
+            accounts.add(name, sb.token, url=sb.url)
+        customers["initech"].stop()  # its service is down
+        panel = Panel(tt.Mirror(account="acme", progress=False))
+        assert panel.sync_all_button.layout.display != "none"
+
+        panel.sync_all_button.click()
+        result = panel.wait_all()
+
+        assert result is not None and not result.ok
+        assert [(o.account, o.status) for o in result.outcomes] == [
+            ("acme", "success"),
+            ("globex", "success"),
+            ("initech", "failed"),
+        ]
+        shown = panel.accounts_html.value
+        assert "2 of 3 accounts succeeded" in shown and "ServiceError" in shown
+        assert not panel.sync_button.disabled and not panel.sync_all_button.disabled
+        assert count(accounts.default_db_path("globex"), "SELECT count(*) FROM tests") == len(
+            customers["globex"].truth().tests
+        )
+        assert "150 tests" in panel.status_html.value  # acme's mirror, now synced

@@ -45,9 +45,20 @@ What a client meets here, as on the real service:
 
 from __future__ import annotations
 
+from .customers import CUSTOMERS, Customer, SandboxCustomers
 from .faults import Faults, Movement
 from .presets import PRESETS, Preset
 from .sandbox import Sandbox
 from .state import Truth
 
-__all__ = ["PRESETS", "Faults", "Movement", "Preset", "Sandbox", "Truth"]
+__all__ = [
+    "CUSTOMERS",
+    "PRESETS",
+    "Customer",
+    "Faults",
+    "Movement",
+    "Preset",
+    "Sandbox",
+    "SandboxCustomers",
+    "Truth",
+]

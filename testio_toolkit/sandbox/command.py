@@ -52,6 +52,12 @@ def fault_switches(items: Iterable[str], poison: Iterable[int] = ()) -> dict[str
 @click.option("--token", default="sandbox-token", show_default=True, help="The token it accepts.")
 @click.option("--poison", type=int, multiple=True, help="Test id whose list windows fail.")
 @click.option(
+    "--customers",
+    is_flag=True,
+    help="Serve three customers of different sizes instead (acme, globex, initech: each its "
+    "own server, token and data), and print how to add them as accounts.",
+)
+@click.option(
     "--fault",
     "faults",
     multiple=True,
@@ -68,6 +74,7 @@ def sandbox(
     latency_ms: float,
     token: str,
     poison: tuple[int, ...],
+    customers: bool,
     faults: tuple[str, ...],
 ) -> None:
     """Serve the bundled TestIO simulator on 127.0.0.1 until Ctrl-C.
@@ -77,6 +84,9 @@ def sandbox(
     from .sandbox import Sandbox
 
     switches = fault_switches(faults, poison)
+    if customers:
+        _serve_customers(latency_ms, switches)
+        return
     server = Sandbox(preset=preset, seed=seed, port=port, latency_ms=latency_ms, token=token)
     try:
         server.set_faults(**switches)
@@ -96,3 +106,30 @@ def sandbox(
         pass
     finally:
         server.stop()
+
+
+def _serve_customers(latency_ms: float, switches: dict[str, Any]) -> None:
+    """`sandbox --customers`: several accounts, each its own server, until Ctrl-C."""
+    import time
+
+    from .customers import SandboxCustomers
+
+    served = SandboxCustomers(latency_ms=latency_ms)
+    try:
+        for sb in served:
+            sb.set_faults(**switches)
+    except (TypeError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from None
+    served.start()
+    click.echo(f"Sandbox customers serving: {', '.join(served.names())}")
+    for name, sb in served.sandboxes.items():
+        # The sandbox's own tokens: sample data, not secrets.
+        click.echo(f"echo {sb.token} | testio-toolkit account add {name} --url {sb.url}")
+    click.echo("then: testio-toolkit sync --all", nl=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        served.stop()
