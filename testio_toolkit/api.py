@@ -51,15 +51,14 @@ from . import account, accounts, backups, rebuild
 from .backups import NukePlan
 from .client import ClientOptions, TestIOClient
 from .config import Settings, parse_product_ids
-from .errors import ConfigError, ConfirmationRequired, StoreError, SyncInProgress, ToolkitError
+from .errors import ConfigError, ConfirmationRequired, StoreError, ToolkitError
 from .lock import WriterLock
 from .progress import ProgressBars
-from .redact import RULE_VERSION
 from .results import ProgressCallback, SyncResult
 from .rows import parse_since
 from .runner import run_blocking
-from .scrub import ScrubReport, scrub_mirror
-from .store import REDACTED_KEY, Reader, Store, check_database_file, storage_problem
+from .scrub import ScrubReport, scrub_before_reading, scrub_mirror
+from .store import Reader, Store, check_database_file, storage_problem
 from .sync import Plan, count_request, run_plan, select_products
 from .vocabulary import Mode
 
@@ -265,12 +264,22 @@ class BaseMirror:
         return self.settings.base_url, self.settings.token.reveal()
 
     def _sandbox_instance(self) -> Sandbox:
-        """The bundled sandbox this mirror reads (no token configured, or ``sandbox=True``)."""
+        """The bundled sandbox this mirror reads (no token configured, or ``sandbox=True``).
+
+        The mirror's stored anchor is read only to start it: a run asks again while its
+        writer is open, and a second connection opened and closed then once kept another
+        process (the browser test's) from seeing the run's rows until it ended."""
+        started = _sandboxes.get(self.settings.sandbox_preset)
+        if started is not None:
+            return started
         return _bundled(self.settings.sandbox_preset, self._sandbox_anchor())
 
     def _sandbox_anchor(self) -> int | None:
-        """The anchor this sandbox mirror was first synced against (None: new, or not ours)."""
-        if not self.path.exists():
+        """The anchor this sandbox mirror was first synced against (None: new, not ours, or
+        the clock is pinned, which wins)."""
+        from .sandbox.sandbox import ANCHOR_VARIABLE
+
+        if os.environ.get(ANCHOR_VARIABLE) or not self.path.exists():
             return None
         try:
             with Store.open_read_only(self.path) as reader:
@@ -364,22 +373,9 @@ class BaseMirror:
             raise type(exc)(f"{exc} ({note})", path=exc.path) from None
 
     def _scrub_before_reading(self) -> None:
-        """A mirror made before credentials were redacted is scrubbed before a frame or
-        ``db`` shows it, as before its first run. Not where it cannot be written (read-only
-        storage) nor while another process holds the lock (that run scrubs it first)."""
-        if self._known_clean or not self.path.exists():
-            return
-        with Store.open_read_only(self.path) as reader:
-            clean = reader.get_meta(REDACTED_KEY) == RULE_VERSION
-        if not clean and storage_problem(self.path) is None:
-            try:
-                with WriterLock(self.path, mode="scrub"):
-                    backups.clean_leftovers(self.path)
-                    scrub_mirror(self.path)
-                clean = True
-            except SyncInProgress:
-                return
-        self._known_clean = clean
+        """An older mirror is scrubbed before a frame or ``db`` shows it (once per object)."""
+        if not self._known_clean:
+            self._known_clean = scrub_before_reading(self.path)
 
     # -- local work: the same on both faces -------------------------------------------------
 

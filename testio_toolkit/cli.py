@@ -350,7 +350,7 @@ def restore(ctx: click.Context, /, **shared: Any) -> None:
 
 
 @cli.command()
-@_shared_options
+@_options(write=True)
 @click.pass_context
 @_guarded
 def scrub(ctx: click.Context, /, **shared: Any) -> None:

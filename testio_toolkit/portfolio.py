@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import accounts as _accounts
 from .errors import StoreError
+from .scrub import scrub_before_reading
 from .store import Store, translate_error
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ def _gather(names: Names, read: Callable[[Path], pd.DataFrame]) -> pd.DataFrame:
         if not account.db_path.exists():
             missing.append(account.name)
             continue
+        scrub_before_reading(account.db_path)  # a mirror made before credentials were redacted
         frame = read(account.db_path)
         frame.insert(0, "account", account.name)
         pieces.append(frame)

@@ -33,13 +33,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import backups, redact
-from .errors import StoreError
+from .errors import StoreError, SyncInProgress
+from .lock import WriterLock
 from .store import (
     BUSY_TIMEOUT_MS,
     MIRROR_TABLES,
     REDACTED_KEY,
     Store,
     redact_raw,
+    storage_problem,
     translate_error,
 )
 from .vocabulary import SCRUB, RunStatus
@@ -113,6 +115,26 @@ def scrub_backup(path: Path) -> bool:
     except sqlite3.Error as exc:
         raise translate_error(exc, path) from None
     return any(rewritten.values())
+
+
+def scrub_before_reading(path: Path) -> bool:
+    """Scrub an older mirror before a frame or ``tt.db`` shows it, as its first run would;
+    True once the file is known clean. Not where it cannot be written (read-only storage)
+    nor while another process holds the writer lock (that run scrubs it first)."""
+    if not path.exists():
+        return False
+    with Store.open_read_only(path) as reader:
+        if reader.get_meta(REDACTED_KEY) == redact.RULE_VERSION:
+            return True
+    if storage_problem(path) is not None:
+        return False
+    try:
+        with WriterLock(path, mode="scrub"):
+            backups.clean_leftovers(path)
+            scrub_mirror(path)
+    except SyncInProgress:
+        return False
+    return True
 
 
 def scrub_mirror(path: Path, *, force: bool = False) -> ScrubReport | None:
