@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
     from . import frames
+    from .export import ExportResult
     from .sandbox import Sandbox
 
 log = logging.getLogger(__name__)
@@ -443,6 +444,39 @@ class BaseMirror:
         self._check_path()
         return frames.changes(
             self.path, since=since, product=product, entity=entity, kind=kind, run=run
+        )
+
+    def export(
+        self,
+        destination: str | None = None,
+        account: str | None = None,
+        *,
+        include_raw: bool = False,
+        include_local: bool = False,
+        pseudonymize: bool = False,
+        progress: bool | None = None,
+    ) -> ExportResult:
+        """Load the mirror into DuckDB, Postgres or another dlt destination (the team's copy);
+        only what changed since the last export moves. Needs ``testio-toolkit[export]``.
+
+        >>> tt.export()                             # team.duckdb beside the mirror
+        >>> tt.export(destination="postgres")       # DESTINATION__POSTGRES__CREDENTIALS
+        >>> tt.export("duckdb:/shared/team.duckdb", account="acme", pseudonymize=True)
+
+        ``account`` names the dataset (default: the mirror file's name). What goes across,
+        the options and where credentials come from: ``testio_toolkit.export``.
+        """
+        from .export import export_mirror
+
+        self._check_path()
+        return export_mirror(
+            self.path,
+            destination,
+            account,
+            include_raw=include_raw,
+            include_local=include_local,
+            pseudonymize=pseudonymize,
+            progress=self.progress if progress is None else progress,
         )
 
     def runs(self) -> pd.DataFrame:
