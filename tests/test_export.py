@@ -552,3 +552,28 @@ def test_the_cli_exports_and_a_second_run_moves_nothing(
     assert again.exit_code == 0 and "exported 0 rows" in again.output
     bad = cli("export", "--to", "postgresql://u:pw@host/db", env=synced_env)
     assert bad.exit_code == 2 and "pw@" not in bad.output
+
+
+def test_the_panel_export_button_loads_the_copy_and_shows_the_result(synced: tt.Mirror) -> None:
+    from testio_toolkit.widgets import Panel
+
+    panel = Panel(synced)
+    assert panel.export_button is not None and not panel.export_button.disabled
+    panel.export_button.click()
+    outcome = panel.wait()
+    assert isinstance(outcome, tt.ExportResult), panel.error.value
+    copy = duckdb_destination(synced.path.with_name("team.duckdb"), "mirror")
+    assert copy.count("bugs") == len(mirror_table(synced.path, "bugs"))
+    assert f"Exported {outcome.total} rows" in panel.summary.value
+    assert not panel.export_button.disabled  # enabled again
+
+
+def test_without_the_extra_the_panel_has_no_export_button(
+    synced: tt.Mirror, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from testio_toolkit.widgets import Panel
+
+    monkeypatch.setitem(sys.modules, "dlt", None)
+    assert Panel(synced).export_button is None
