@@ -287,7 +287,7 @@ class ExportResult:
         moved = ", ".join(f"{table} {count}" for table, count in self.rows.items())
         return [
             f"exported {self.total} rows to {self.destination}, dataset {self.dataset} "
-            f"in {self.seconds:.1f} s",
+            f"in {self.seconds:.1f}s",
             f"  {moved}",
         ]
 
@@ -301,7 +301,7 @@ class ExportResult:
         )
         return (
             f"<div><b>Exported {self.total} rows</b> to <code>{escape(self.destination)}</code>,"
-            f" dataset <code>{escape(self.dataset)}</code> in {self.seconds:.1f} s"
+            f" dataset <code>{escape(self.dataset)}</code> in {self.seconds:.1f}s"
             f"<table><tr><th>table</th><th>rows loaded</th></tr>{cells}</table></div>"
         )
 
