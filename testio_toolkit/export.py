@@ -311,12 +311,47 @@ class ExportResult:
 
 @dataclass
 class Snapshot:
-    """The mirror's exported rows, read in one transaction (column order of ``columns``)."""
+    """The mirror's exported rows, read in one transaction (column order of ``columns``).
+
+    ``since``: the entity rows were read from this stamp on (None: all of them); ``marker``
+    is what the export records in the destination's ``testio_account`` once it loaded."""
 
     columns: dict[str, list[str]]
     rows: dict[str, list[tuple[Any, ...]]]
     product_ids: list[int]
-    source: str | None
+    since: str | None
+    marker: dict[str, Any]
+
+
+def incremental_since(
+    marker: dict[str, Any] | None,
+    *,
+    mirror: str | None,
+    run_state: str | None,
+    earliest_new_run: str | None,
+    options: str,
+) -> str | None:
+    """From which stamp (``synced_at``/``deleted_upstream_at``) the entity rows may differ
+    from the destination, or None (compare them all).
+
+    The last export recorded ``exported_through``: no row of the mirror it read was written
+    later with an older stamp (a run stamps its rows with its start, runs take turns under
+    the writer lock, and a run still going lowered the mark to its start). That holds only
+    for the same mirror file (its salt), not restored to a backup (``run_state``: the run
+    the mark was taken after, as this file has it now, must be as it was then: a backup
+    holds its nuke as still running), with the clock not set back (a newer run that started
+    earlier) and the same options.
+    """
+    if marker is None or not marker.get("exported_through") or mirror is None:
+        return None
+    if marker.get("mirror") != mirror or marker.get("options") != options:
+        return None
+    if run_state != marker.get("mirror_run_state"):
+        return None  # a restore brought back another file
+    through = str(marker["exported_through"])
+    if earliest_new_run is not None and earliest_new_run < through:
+        return None
+    return through
 
 
 def read_mirror(
@@ -326,8 +361,15 @@ def read_mirror(
     include_raw: bool,
     pseudonym_key: bytes | None,
     changes_after: int,
+    marker: dict[str, Any] | None = None,
+    options: str = "",
 ) -> Snapshot:
-    """Read what goes across from the mirror at ``path``: read-only, one transaction."""
+    """Read what goes across from the mirror at ``path``: read-only, one transaction.
+
+    Entity rows are read from ``incremental_since(marker, ...)`` on, with every row of a
+    product whose own row is that recent (a product that came back unmarks its rows without
+    restamping them); the change feed after ``changes_after``.
+    """
     if not path.exists():
         raise StoreError(f"{path} does not exist: sync first (tt.sync())", path=str(path))
     reader = Reader.open_read_only(path)
@@ -336,19 +378,44 @@ def read_mirror(
     try:
         conn = reader.conn
         conn.execute("BEGIN")
+        mirror = reader.get_meta("account_salt")
+        running = conn.execute(
+            "SELECT min(started_at) FROM sync_runs WHERE status = 'running'"
+        ).fetchone()[0]
+        last_run, last_state = conn.execute(
+            "SELECT coalesce(max(id), 0), max(status || '@' || coalesce(ended_at, '')) "
+            "FROM sync_runs WHERE id = (SELECT max(id) FROM sync_runs WHERE status != 'running')"
+        ).fetchone()
+        marked_run = int((marker or {}).get("mirror_run") or 0)
+        state, earliest = conn.execute(
+            "SELECT (SELECT status || '@' || coalesce(ended_at, '') FROM sync_runs WHERE id = ?),"
+            " (SELECT min(started_at) FROM sync_runs WHERE id > ?)",
+            (marked_run, marked_run),
+        ).fetchone()
+        since = incremental_since(
+            marker, mirror=mirror, run_state=state, earliest_new_run=earliest, options=options
+        )
+        recent = "(synced_at >= :since OR deleted_upstream_at >= :since)"
+        stamps: list[str] = []
         for table in tables:
             names = list(EXPORTED[table])
             if include_raw and table in ENTITIES:
                 names.append("raw")
             columns[table] = names
             quoted = ", ".join(f'"{name}"' for name in names)
+            where, params = "", {"since": since, "after": changes_after}
             if table == "changes":
-                cursor = conn.execute(
-                    f"SELECT {quoted} FROM changes WHERE id > ? ORDER BY id", (changes_after,)
-                )
-            else:
-                cursor = conn.execute(f"SELECT {quoted} FROM {table} ORDER BY id")
+                where = "WHERE id > :after"
+            elif table in ENTITIES and since is not None:
+                where = f"WHERE {recent}"
+                if table != "products":
+                    where += f" OR product_id IN (SELECT id FROM products WHERE {recent})"
+            cursor = conn.execute(f"SELECT {quoted} FROM {table} {where} ORDER BY id", params)
             rows[table] = cursor.fetchall()
+            if table in ENTITIES:
+                stamps += [v for v in conn.execute(
+                    f"SELECT max(synced_at), max(deleted_upstream_at) FROM {table}"
+                ).fetchone() if v]  # fmt: skip
         product_ids = [r[0] for r in conn.execute("SELECT id FROM products ORDER BY id")]
         source = reader.get_meta("source")
         conn.execute("COMMIT")
@@ -362,7 +429,17 @@ def read_mirror(
         rows["bugs"] = [
             _pseudonymized(row, author, raw, pseudonym_key) for row in rows.get("bugs", [])
         ]
-    return Snapshot(columns, rows, product_ids, source)
+    through = min([max(stamps, default=""), *([running] if running else [])])
+    new_marker = {
+        "source": _source_kind(source),
+        "products": orjson.dumps(product_ids).decode(),
+        "mirror": mirror,
+        "mirror_run": int(last_run),
+        "mirror_run_state": last_state,
+        "exported_through": through or None,
+        "options": options,
+    }
+    return Snapshot(columns, rows, product_ids, since, new_marker)
 
 
 def _pseudonymized(
@@ -410,9 +487,14 @@ def to_arrow(table: str, names: Sequence[str], rows: Sequence[tuple[Any, ...]]) 
 class _Known:
     """What the destination already holds of this dataset."""
 
-    hashes: dict[str, dict[int, int]] = field(default_factory=dict)
     last_change: int = 0
-    products: list[int] | None = None
+    marker: dict[str, Any] | None = None
+
+    @property
+    def products(self) -> list[int] | None:
+        if self.marker is None:
+            return None
+        return [int(i) for i in orjson.loads(self.marker["products"])]
 
 
 def export_mirror(
@@ -444,21 +526,27 @@ def export_mirror(
     working = Path(tempfile.mkdtemp(prefix="testio-export-"))
     try:
         pipeline = _pipeline(dlt, target, dataset, working, progress)
-        with _destination_session(pipeline, target, dataset) as known:
+        with _destination_session(pipeline, target, dataset) as session:
+            known = session.known()
             snapshot = read_mirror(
                 mirror_path,
                 tables,
                 include_raw=include_raw,
                 pseudonym_key=key,
                 changes_after=known.last_change,
+                marker=known.marker,
+                options=_options_word(include_raw, key),
             )
             _check_account(known, snapshot, dataset, target)
-            resources = list(_resources(dlt, snapshot, known, dataset))
+            resources = list(_resources(dlt, snapshot, session))
+            counts: dict[str, int] = {}
             if resources:
                 _run(pipeline, resources, target)
-                counts = pipeline.last_trace.last_normalize_info.row_counts
-            else:
-                counts = {}
+                counts = dict(pipeline.last_trace.last_normalize_info.row_counts)
+            marker = {"dataset": dataset, **snapshot.marker}
+            if known.marker is None or marker != {**known.marker, "dataset": dataset}:
+                # Only once the rows are in: a failed load leaves the old mark.
+                _run(pipeline, [_marker_resource(dlt, marker)], target)
             views = _make_views(pipeline)
     finally:
         shutil.rmtree(working, ignore_errors=True)
@@ -469,6 +557,15 @@ def export_mirror(
         seconds=time.monotonic() - started,
         views=views,
     )
+
+
+def _options_word(include_raw: bool, key: bytes | None) -> str:
+    """What shapes the exported values besides the mirror: raw, and the pseudonym key (as a
+    fingerprint). Another word means every row is compared again."""
+    pseudonyms = "-"
+    if key is not None:
+        pseudonyms = hmac.new(key, b"testio-pseudonym-check", hashlib.sha256).hexdigest()[:12]
+    return f"raw={int(include_raw)};pseudonyms={pseudonyms}"
 
 
 def _pseudonym_key() -> bytes:
@@ -512,8 +609,9 @@ class _destination_session:
     def __init__(self, pipeline: Any, target: Target, dataset: str) -> None:
         self.pipeline, self.target, self.dataset = pipeline, target, dataset
         self.client: Any = None
+        self.empty = False  # no dataset there yet
 
-    def __enter__(self) -> _Known:
+    def __enter__(self) -> _destination_session:
         try:
             self.client = self.pipeline.sql_client()
             self.client.open_connection()
@@ -521,7 +619,7 @@ class _destination_session:
             raise _translate(exc, self.target, self.pipeline) from None
         try:
             self._lock()
-            return self._read()
+            return self
         except BaseException:
             self._close()
             raise
@@ -556,21 +654,51 @@ class _destination_session:
         except DatabaseUndefinedRelation:
             return None
 
-    def _read(self) -> _Known:
+    def known(self) -> _Known:
+        """The destination's last change id and account row (none: a new dataset)."""
         known = _Known()
         if not self.client.has_dataset():
+            self.empty = True
             return known
         name = self.client.make_qualified_table_name
-        for table in (*ENTITIES, *LOCAL_TABLES):
-            found = self._query(f"SELECT id, {ROW_HASH} FROM {name(table)}")
-            if found is not None:
-                known.hashes[table] = {int(i): int(h) for i, h in found if h is not None}
         last = self._query(f"SELECT max(id) FROM {name('changes')}")
         known.last_change = int(last[0][0] or 0) if last else 0
-        marker = self._query(f"SELECT products FROM {name(ACCOUNT_TABLE)}")
-        if marker:
-            known.products = [int(i) for i in orjson.loads(marker[0][0])]
+        columns = (
+            "products",
+            "mirror",
+            "mirror_run",
+            "mirror_run_state",
+            "exported_through",
+            "options",
+            "source",
+        )
+        quoted = ", ".join(self.client.escape_column_name(c) for c in columns)
+        found = self._query(f"SELECT {quoted} FROM {name(ACCOUNT_TABLE)}")
+        if found is None:  # an older account table: products only
+            found = [
+                (r[0], None, None, None, None, None, None)
+                for r in self._query(f"SELECT products FROM {name(ACCOUNT_TABLE)}") or []
+            ]
+        if found:
+            known.marker = dict(zip(columns, found[0], strict=True))
+            if known.marker["mirror_run"] is not None:
+                known.marker["mirror_run"] = int(known.marker["mirror_run"])
         return known
+
+    def hashes(self, table: str, ids: Sequence[int] | None) -> dict[int, int]:
+        """The destination's ``row_hash`` per id of ``table``: of ``ids``, or all (None)."""
+        if self.empty:
+            return {}
+        name = self.client.make_qualified_table_name(table)
+        sql = f"SELECT id, {ROW_HASH} FROM {name}"
+        if ids is None or len(ids) > 20_000:
+            found = self._query(sql) or []
+        else:
+            found = []
+            for start in range(0, len(ids), 1000):
+                chunk = ",".join(str(int(i)) for i in ids[start : start + 1000])
+                found += self._query(f"{sql} WHERE id IN ({chunk})") or []
+        return {int(i): int(h) for i, h in found if h is not None}
 
 
 def _check_account(known: _Known, snapshot: Snapshot, dataset: str, target: Target) -> None:
@@ -590,24 +718,34 @@ def _few(ids: Sequence[int]) -> str:
     return shown + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
 
 
-def _resources(dlt: Any, snapshot: Snapshot, known: _Known, dataset: str) -> Iterator[Any]:
+def _resources(dlt: Any, snapshot: Snapshot, session: _destination_session) -> Iterator[Any]:
     for table, names in snapshot.columns.items():
         rows = snapshot.rows[table]
         if table == "changes":
             if rows:
                 yield _resource(dlt, table, to_arrow(table, names, rows), "append")
             continue
-        stored = known.hashes.get(table, {})
+        if not rows:
+            continue
+        incremental = snapshot.since is not None and table in ENTITIES
+        stored = session.hashes(table, [row[0] for row in rows] if incremental else None)
         hashed = [row for row in _with_hashes(names, rows) if stored.get(row[0]) != row[-1]]
         if hashed:
-            arrow = to_arrow(table, [*names, ROW_HASH], hashed)
-            yield _resource(dlt, table, arrow, "merge")
-    identity = orjson.dumps(snapshot.product_ids).decode()
-    if known.products != snapshot.product_ids:
-        row = {"dataset": dataset, "source": _source_kind(snapshot.source), "products": identity}
-        yield dlt.resource(
-            [row], name=ACCOUNT_TABLE, write_disposition="merge", primary_key="dataset"
-        )
+            yield _resource(dlt, table, to_arrow(table, [*names, ROW_HASH], hashed), "merge")
+
+
+def _marker_resource(dlt: Any, marker: dict[str, Any]) -> Any:
+    return dlt.resource(
+        [marker],
+        name=ACCOUNT_TABLE,
+        write_disposition="merge",
+        primary_key="dataset",
+        columns={
+            "mirror_run": {"data_type": "bigint"},
+            "mirror_run_state": {"data_type": "text"},
+            "exported_through": {"data_type": "text"},
+        },
+    )
 
 
 def _with_hashes(names: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

@@ -174,7 +174,12 @@ def as_exported(kind: str, value: Any) -> Any:
 
 
 def assert_copy_equals_mirror(
-    dest: Destination, path: Path, tables: tuple[str, ...] = TABLES, *, first: bool = True
+    dest: Destination,
+    path: Path,
+    tables: tuple[str, ...] = TABLES,
+    *,
+    first: bool = True,
+    restored: bool = False,
 ) -> None:
     """Ids and a sample of values agree. After the first export, ``synced_at`` may be
     older in the copy: a row whose exported values did not change is not sent again (a
@@ -191,6 +196,8 @@ def assert_copy_equals_mirror(
                 got = copy[row_id][column]
                 if kind == "time" and got is not None:
                     got = got.astimezone(UTC)
+                if column == "synced_at" and restored:
+                    continue
                 if column == "synced_at" and not first:
                     assert got <= want, f"{table} {row_id}: synced later in the copy"
                     continue
@@ -577,3 +584,59 @@ def test_without_the_extra_the_panel_has_no_export_button(
 
     monkeypatch.setitem(sys.modules, "dlt", None)
     assert Panel(synced).export_button is None
+
+
+# -- what the incremental read relies on ------------------------------------------------------
+
+
+def test_a_product_gone_and_back_comes_back_live_in_the_copy(
+    synced: tt.Mirror, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    dest = duckdb_destination(tmp_path / "copy" / "team.duckdb", "back")
+    export(synced, dest)
+    product = sorted(sandbox.truth().products)[0]
+    its_tests = set(sandbox.test_ids(product))
+    sandbox.delete_product(product)
+    assert synced.refresh().status == "success"
+    gone = export(synced, dest)
+    assert gone.rows["tests"] == len(its_tests)  # marked with their product
+    sandbox.restore_product(product)
+    assert synced.refresh().status == "success"  # unmarks them without restamping them
+
+    back = export(synced, dest)
+
+    assert back.rows["tests"] == len(its_tests) and back.rows["products"] == 1
+    live = {r[0] for r in dest.rows("SELECT id FROM back.live_tests")}
+    assert its_tests <= live
+    assert_copy_equals_mirror(dest, synced.path, ENTITIES, first=False)
+
+
+def test_after_a_restore_the_copy_follows_the_restored_mirror(
+    synced: tt.Mirror, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    dest = duckdb_destination(tmp_path / "copy" / "team.duckdb", "restored")
+    tests, _ = change_upstream(sandbox)
+    assert synced.nuke(confirm=True).status == "success"
+    export(synced, dest)
+    assert all(dest.table("tests")[t]["title"] == f"retitled {t}" for t in tests)
+    synced.restore()  # the mirror before the nuke: the old titles, older stamps
+
+    result = export(synced, dest)
+
+    assert result.rows["tests"] == len(tests)
+    assert_copy_equals_mirror(dest, synced.path, ENTITIES, restored=True)
+    assert not any(dest.table("tests")[t]["title"] == f"retitled {t}" for t in tests)
+
+
+def test_incremental_since_trusts_the_mark_only_for_the_same_file_history_and_options() -> None:
+    mark = {"exported_through": "2025-06-02T12:00:00Z", "mirror": "salt", "options": "raw=0",
+            "mirror_run_state": "success@2025-06-02T12:00:05Z"}  # fmt: skip
+    same = {"mirror": "salt", "run_state": "success@2025-06-02T12:00:05Z", "options": "raw=0"}
+    since = export_module.incremental_since
+    assert since(mark, **same, earliest_new_run=None) == "2025-06-02T12:00:00Z"
+    assert since(mark, **same, earliest_new_run="2025-06-02T12:10:00Z") is not None
+    assert since(None, **same, earliest_new_run=None) is None  # a new dataset
+    assert since(mark, **{**same, "mirror": "other"}, earliest_new_run=None) is None
+    assert since(mark, **{**same, "options": "raw=1"}, earliest_new_run=None) is None
+    assert since(mark, **{**same, "run_state": "running@"}, earliest_new_run=None) is None
+    assert since(mark, **same, earliest_new_run="2025-06-02T11:00:00Z") is None  # clock back
