@@ -25,15 +25,20 @@ under the key in ``TESTIO_PSEUDONYM_KEY``: the same key gives the same pseudonym
 export (so a team's copies join), and without the key the name cannot be recovered.
 
 Incremental, and safe to repeat: every entity row carries ``row_hash``, a hash of its
-exported values (``synced_at`` left out: a nuke that changed nothing moves nothing). An
-export reads the destination's ids and hashes and sends only rows that are new or differ;
-change rows are sent from the destination's highest ``changes.id`` on. So the state is the
-destination itself (dlt keeps its own in ``_dlt_*`` tables there too): an export after a
-no-change refresh loads 0 rows, two people exporting the same account one after the other
-each send only what the destination lacks, and a failed export is simply repeated. Two
-exports into one dataset at the same time are refused (Postgres: an advisory lock; DuckDB:
-its file lock). A dataset holding another account (``testio_account``: its product ids) is
-refused too.
+exported values (``synced_at`` left out: a nuke that changed nothing moves nothing), and
+the export sends only rows the destination does not hold with that hash; change rows are
+sent from the destination's highest ``changes.id`` on. To avoid hashing the whole mirror
+each time, the export records in the dataset's ``testio_account`` row how far it read
+(``exported_through``: the newest ``synced_at``/``deleted_upstream_at`` it saw, or the start
+of a run still going), once the rows are in; the next export reads only rows stamped since
+then (``incremental_since`` says when the mark is not trusted: another mirror file, a
+restored backup, other options, a clock set back; then every row is compared). So the state
+is the destination itself (dlt keeps its own in ``_dlt_*`` tables there too): an export
+after a no-change refresh loads 0 rows, two people exporting the same account one after the
+other each send only what the destination lacks, and a failed export is simply repeated.
+Two exports into one dataset at the same time are refused (Postgres: an advisory lock;
+DuckDB: its file lock). A dataset holding another account (``testio_account``: its product
+ids, by the rule of ``account.same_account``) is refused too.
 
 Postgres credentials never come from an argument (it would land in shell history and logs):
 ``DESTINATION__POSTGRES__CREDENTIALS=postgresql://user:password@host:5432/db`` in the
