@@ -29,11 +29,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.postgres_server import PostgresServer, available  # noqa: E402
-
 import testio_toolkit as tt  # noqa: E402
 from testio_toolkit.client import ClientOptions  # noqa: E402
 from testio_toolkit.sandbox import Sandbox  # noqa: E402
+from tests.postgres_server import PostgresServer, available  # noqa: E402
 
 TARGETS = {"first": 60.0, "one_percent": 5.0}
 FRACTION = 0.01
@@ -129,8 +128,9 @@ def main() -> None:
     passed = True
     for name in destinations:
         first, one = report[f"{name}_first"], report[f"{name}_1pct"]
-        exact = one["rows"]["tests"] == report["changed"]["tests"] and one["rows"]["bugs"] == (
-            report["changed"]["bugs"]
+        exact = (
+            one["rows"]["tests"] == report["changed"]["tests"]
+            and one["rows"]["bugs"] == (report["changed"]["bugs"])
         )
         report[f"{name}_1pct"]["exact"] = exact
         ok = first["seconds"] < TARGETS["first"] and one["seconds"] < TARGETS["one_percent"]

@@ -67,7 +67,7 @@ import orjson
 
 from . import account
 from .errors import ConfigError, ExportError, StoreError
-from .store import Reader
+from .store import Reader, utc_now
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -335,9 +335,10 @@ def incremental_since(
     run_state: str | None,
     earliest_new_run: str | None,
     options: str,
-) -> str | None:
+) -> tuple[str, bool] | None:
     """From which stamp (``synced_at``/``deleted_upstream_at``) the entity rows may differ
-    from the destination, or None (compare them all).
+    from the destination, and whether rows of that very stamp may too (``True``: read them,
+    ``>=``; ``False``: only later ones, ``>``), or None (compare them all).
 
     The last export recorded ``exported_through``: no row of the mirror it read was written
     later with an older stamp (a run stamps its rows with its start, runs take turns under
@@ -345,7 +346,9 @@ def incremental_since(
     for the same mirror file (its salt), not restored to a backup (``run_state``: the run
     the mark was taken after, as this file has it now, must be as it was then: a backup
     holds its nuke as still running), with the clock not set back (a newer run that started
-    earlier) and the same options.
+    earlier) and the same options. Rows of the mark's own stamp were all read (``through_
+    closed`` 1) when no run was going and the export began a second later than the stamp: a
+    later run's stamp is then later (the stamps are whole seconds).
     """
     if marker is None or not marker.get("exported_through") or mirror is None:
         return None
@@ -354,9 +357,12 @@ def incremental_since(
     if run_state != marker.get("mirror_run_state"):
         return None  # a restore brought back another file
     through = str(marker["exported_through"])
-    if earliest_new_run is not None and earliest_new_run < through:
+    closed = bool(int(marker.get("through_closed") or 0))
+    if earliest_new_run is not None and (
+        earliest_new_run <= through if closed else earliest_new_run < through
+    ):
         return None
-    return through
+    return through, not closed
 
 
 def read_mirror(
@@ -397,10 +403,12 @@ def read_mirror(
             " (SELECT min(started_at) FROM sync_runs WHERE id > ?)",
             (marked_run, marked_run),
         ).fetchone()
-        since = incremental_since(
+        began = utc_now()  # after the transaction's first read: the snapshot is taken
+        found = incremental_since(
             marker, mirror=mirror, run_state=state, earliest_new_run=earliest, options=options
         )
-        recent = "(synced_at >= :since OR deleted_upstream_at >= :since)"
+        since, op = (found[0], ">=" if found[1] else ">") if found else (None, ">=")
+        recent = f"(synced_at {op} :since OR deleted_upstream_at {op} :since)"
         stamps: list[str] = []
         for table in tables:
             names = list(EXPORTED[table])
@@ -434,7 +442,9 @@ def read_mirror(
         rows["bugs"] = [
             _pseudonymized(row, author, raw, pseudonym_key) for row in rows.get("bugs", [])
         ]
-    through = min([max(stamps, default=""), *([running] if running else [])])
+    newest = max(stamps, default="")
+    through = min([newest, *([running] if running else [])])
+    closed = int(not running and bool(newest) and began > newest)
     new_marker = {
         "source": _source_kind(source),
         "products": orjson.dumps(product_ids).decode(),
@@ -442,6 +452,7 @@ def read_mirror(
         "mirror_run": int(last_run),
         "mirror_run_state": last_state,
         "exported_through": through or None,
+        "through_closed": closed,
         "options": options,
     }
     return Snapshot(columns, rows, product_ids, since, new_marker)
@@ -674,6 +685,7 @@ class _destination_session:
             "mirror_run",
             "mirror_run_state",
             "exported_through",
+            "through_closed",
             "options",
             "source",
         )
@@ -681,7 +693,7 @@ class _destination_session:
         found = self._query(f"SELECT {quoted} FROM {name(ACCOUNT_TABLE)}")
         if found is None:  # an older account table: products only
             found = [
-                (r[0], None, None, None, None, None, None)
+                (r[0], None, None, None, None, None, None, None)
                 for r in self._query(f"SELECT products FROM {name(ACCOUNT_TABLE)}") or []
             ]
         if found:
@@ -749,6 +761,7 @@ def _marker_resource(dlt: Any, marker: dict[str, Any]) -> Any:
             "mirror_run": {"data_type": "bigint"},
             "mirror_run_state": {"data_type": "text"},
             "exported_through": {"data_type": "text"},
+            "through_closed": {"data_type": "bigint"},
         },
     )
 

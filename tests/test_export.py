@@ -630,13 +630,43 @@ def test_after_a_restore_the_copy_follows_the_restored_mirror(
 
 def test_incremental_since_trusts_the_mark_only_for_the_same_file_history_and_options() -> None:
     mark = {"exported_through": "2025-06-02T12:00:00Z", "mirror": "salt", "options": "raw=0",
-            "mirror_run_state": "success@2025-06-02T12:00:05Z"}  # fmt: skip
+            "mirror_run_state": "success@2025-06-02T12:00:05Z", "through_closed": 1}  # fmt: skip
     same = {"mirror": "salt", "run_state": "success@2025-06-02T12:00:05Z", "options": "raw=0"}
     since = export_module.incremental_since
-    assert since(mark, **same, earliest_new_run=None) == "2025-06-02T12:00:00Z"
+    assert since(mark, **same, earliest_new_run=None) == ("2025-06-02T12:00:00Z", False)
+    assert since({**mark, "through_closed": 0}, **same, earliest_new_run=None) == (
+        "2025-06-02T12:00:00Z",
+        True,  # a run was going, or the export began in the stamp's second: read it again
+    )
     assert since(mark, **same, earliest_new_run="2025-06-02T12:10:00Z") is not None
     assert since(None, **same, earliest_new_run=None) is None  # a new dataset
     assert since(mark, **{**same, "mirror": "other"}, earliest_new_run=None) is None
     assert since(mark, **{**same, "options": "raw=1"}, earliest_new_run=None) is None
     assert since(mark, **{**same, "run_state": "running@"}, earliest_new_run=None) is None
     assert since(mark, **same, earliest_new_run="2025-06-02T11:00:00Z") is None  # clock back
+    assert since(mark, **same, earliest_new_run="2025-06-02T12:00:00Z") is None  # same second
+
+
+def test_a_no_change_export_reads_only_what_is_new(
+    synced: tt.Mirror, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = duckdb_destination(tmp_path / "copy" / "team.duckdb", "reads")
+    export(synced, dest)
+    read: list[dict[str, int]] = []
+    real = export_module.read_mirror
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        snapshot = real(*args, **kwargs)
+        read.append({t: len(snapshot.rows[t]) for t in ENTITIES})
+        return snapshot
+
+    monkeypatch.setattr(export_module, "read_mirror", counting)
+    assert export(synced, dest).total == 0
+    tests, bugs = change_upstream(sandbox)
+    assert synced.refresh().status == "success"
+    assert export(synced, dest).rows["tests"] == len(tests)
+    # Nothing was stamped since the first export; the refresh stamped the changed tests and
+    # the bugs whose JSON changed (their own titles, or their test's).
+    assert read[0] == dict.fromkeys(ENTITIES, 0)
+    assert read[1]["tests"] == len(tests) and read[1]["products"] == 0
+    assert len(bugs) <= read[1]["bugs"] < len(mirror_table(synced.path, "bugs"))
