@@ -670,3 +670,13 @@ def test_a_no_change_export_reads_only_what_is_new(
     assert read[0] == dict.fromkeys(ENTITIES, 0)
     assert read[1]["tests"] == len(tests) and read[1]["products"] == 0
     assert len(bugs) <= read[1]["bugs"] < len(mirror_table(synced.path, "bugs"))
+
+
+def test_progress_shows_dlt_bars_while_loading_and_nothing_without(
+    synced: tt.Mirror, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    synced.export(f"duckdb:{tmp_path / 'q.duckdb'}", "quiet", progress=False)
+    assert "Jobs" not in capfd.readouterr().err
+    synced.export(f"duckdb:{tmp_path / 's.duckdb'}", "shown", progress=True)
+    shown = capfd.readouterr().err
+    assert "Load" in shown and "Jobs" in shown and "100%" in shown
