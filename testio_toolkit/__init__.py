@@ -51,6 +51,7 @@ from .errors import (
     Cancelled,
     ConfigError,
     ConfirmationRequired,
+    ExportError,
     NoBackup,
     NotFound,
     PermissionDenied,
@@ -63,6 +64,7 @@ from .errors import (
     SyncInProgress,
     ToolkitError,
 )
+from .export import ExportResult
 from .results import ProgressEvent, SyncResult
 from .scrub import ScrubReport
 
@@ -127,6 +129,31 @@ def nuke(
     """
     return default_mirror().nuke(
         products, confirm=confirm, progress=progress, on_progress=on_progress
+    )
+
+
+def export(
+    destination: str | None = None,
+    account: str | None = None,
+    *,
+    include_raw: bool = False,
+    include_local: bool = False,
+    pseudonymize: bool = False,
+    progress: bool | None = None,
+) -> ExportResult:
+    """Load the default mirror into DuckDB, Postgres or another dlt destination; see
+    ``Mirror.export`` (needs ``testio-toolkit[export]``).
+
+    >>> tt.export()                            # team.duckdb beside the mirror
+    >>> tt.export(destination="postgres")      # CLI: testio-toolkit export --to postgres
+    """
+    return default_mirror().export(
+        destination,
+        account,
+        include_raw=include_raw,
+        include_local=include_local,
+        pseudonymize=pseudonymize,
+        progress=progress,
     )
 
 
@@ -281,6 +308,8 @@ __all__ = [
     "Cancelled",
     "ConfigError",
     "ConfirmationRequired",
+    "ExportError",
+    "ExportResult",
     "Mirror",
     "MirrorStatus",
     "NoBackup",
@@ -303,6 +332,7 @@ __all__ = [
     "changes",
     "configure",
     "default_mirror",
+    "export",
     "features",
     "nuke",
     "nuke_button",

@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
     from . import frames
+    from .export import ExportResult
     from .sandbox import Sandbox
 
 log = logging.getLogger(__name__)
@@ -564,6 +565,47 @@ class BaseMirror:
         self._scrub_before_reading()
         return frames.changes(
             self.path, since=since, product=product, entity=entity, kind=kind, run=run
+        )
+
+    def export(
+        self,
+        destination: str | None = None,
+        account: str | None = None,
+        *,
+        include_raw: bool = False,
+        include_local: bool = False,
+        pseudonymize: bool = False,
+        progress: bool | None = None,
+    ) -> ExportResult:
+        """Load the mirror into DuckDB, Postgres or another dlt destination (the team's copy);
+        only what changed since the last export moves. Needs ``testio-toolkit[export]``.
+
+        >>> tt.export()                             # team.duckdb beside the mirror
+        >>> tt.export(destination="postgres")       # DESTINATION__POSTGRES__CREDENTIALS
+        >>> tt.export("duckdb:/shared/team.duckdb", account="acme", pseudonymize=True)
+
+        ``account`` names the dataset: a named account's mirror goes into the dataset of its
+        name (``tt.export(account="acme")`` exports acme's mirror); without one, this
+        mirror's account, else the mirror file's name. What goes across, the options and
+        where credentials come from: ``testio_toolkit.export``.
+        """
+        from . import accounts as named
+        from .export import export_mirror
+
+        self._check_path()
+        path, dataset = self.path, account or self.account
+        if account is not None and account != self.account:
+            registry = named.load()
+            if account in registry.names():  # another named account: its own mirror
+                path = registry.get(account).db_path
+        return export_mirror(
+            path,
+            destination,
+            dataset,
+            include_raw=include_raw,
+            include_local=include_local,
+            pseudonymize=pseudonymize,
+            progress=self.progress if progress is None else progress,
         )
 
     def runs(self) -> pd.DataFrame:

@@ -8,6 +8,7 @@ Usage::
     testio-toolkit sync --nuke --dry-run   # the plan only: tt.nuke_plan()
     testio-toolkit status
     testio-toolkit changes --since 7d --format csv   # what the runs changed
+    testio-toolkit export --to postgres              # the team's copy (testio-toolkit[export])
     testio-toolkit restore
     testio-toolkit problematic list|retry|clear
     testio-toolkit sandbox --preset small --port 8765   # = python -m testio_toolkit.sandbox
@@ -434,6 +435,56 @@ def changes(
         click.echo(f"No changes recorded since {since}.")
     else:
         click.echo(format_table(_change_table(rows)))
+
+
+@cli.command()
+@click.option(
+    "--to",
+    "destination",
+    default="duckdb",
+    show_default=True,
+    help="duckdb (team.duckdb beside the mirror), duckdb:PATH, postgres, or another dlt "
+    "destination's name; credentials come from dlt's config (DESTINATION__POSTGRES__"
+    "CREDENTIALS or .dlt/secrets.toml), never from here.",
+)
+@click.option("--raw", "include_raw", is_flag=True, help="Also the service's (redacted) JSON.")
+@click.option(
+    "--local", "include_local", is_flag=True, help="Also the run history and unreadable log."
+)
+@click.option(
+    "--pseudonymize",
+    is_flag=True,
+    help="Bug authors as stable pseudonyms, keyed by TESTIO_PSEUDONYM_KEY.",
+)
+@click.option("--no-progress", is_flag=True, help="No progress display.")
+@_options()
+@click.pass_context
+@_guarded
+def export(
+    ctx: click.Context,
+    /,
+    destination: str,
+    include_raw: bool,
+    include_local: bool,
+    pseudonymize: bool,
+    no_progress: bool,
+    **shared: Any,
+) -> None:
+    """Load the mirror into DuckDB, Postgres or a warehouse through dlt (the team's copy);
+    only what changed since the last export moves. Needs testio-toolkit[export]. The
+    dataset (schema) is the account's name (--account), else the mirror file's name.
+
+    Example: testio-toolkit export --to postgres --account acme
+    """
+    result = _mirror(ctx).export(
+        destination,
+        None,
+        include_raw=include_raw,
+        include_local=include_local,
+        pseudonymize=pseudonymize,
+        progress=_progress_shown(no_progress),
+    )
+    click.echo("\n".join(result.lines()))
 
 
 def _plain_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:

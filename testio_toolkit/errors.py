@@ -20,6 +20,7 @@ The tree, by what a caller can do about it::
     │   ├── NotFound (LookupError)      404: no such product or test
     │   ├── RateLimited                 429 that did not clear in time
     │   └── ServiceError                5xx, timeouts, dropped connections, garbage bodies
+    ├── ExportError                     the team's copy could not be written (tt.export)
     └── StoreError                      the local database cannot be used
         ├── SyncInProgress              another process holds the writer lock
         ├── StoreCorrupt                not a SQLite file, or a damaged one
@@ -105,6 +106,11 @@ class RateLimited(ApiError):
 
 class ServiceError(ApiError):
     """The service failed: 5xx, timeout, dropped connection, or a body that is not JSON."""
+
+
+class ExportError(ToolkitError):
+    """An export (``tt.export``) failed: the extra is missing, the destination is out of
+    reach, full, busy, or holds another account. The mirror is untouched."""
 
 
 class StoreError(ToolkitError):

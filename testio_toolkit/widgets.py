@@ -37,6 +37,7 @@ without it; building one without it raises ImportError saying ``pip install ipyw
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import threading
@@ -51,6 +52,8 @@ from . import accounts, batch
 from .api import as_async
 from .backups import NukePlan
 from .errors import RebuildFailed
+from .export import ExportResult
+from .export import available as export_available
 from .results import ProgressEvent, SyncResult
 from .runner import Job
 from .vocabulary import CONFIRM_WORD, ChangeKind, Mode
@@ -64,7 +67,9 @@ if TYPE_CHECKING:
     from .api import BaseMirror, MirrorStatus, Products, Since
     from .batch import AccountOutcome, BatchResult
 
-Outcome = SyncResult | NukePlan
+Outcome = SyncResult | NukePlan | ExportResult
+# The panel's Export button (shown when the export extra is installed): not a sync mode.
+EXPORT = "export"
 # ipywidgets ships no type information: its objects are Any to mypy.
 Widget = Any
 
@@ -178,7 +183,7 @@ class _Controls:
     def __init__(self, mirror: BaseMirror, modes: Sequence[Mode]) -> None:
         w = _ipywidgets()
         self.mirror = mirror
-        self.buttons: dict[Mode, Widget] = {}
+        self.buttons: dict[str, Widget] = {}
         for mode in modes:
             button = w.Button(
                 description=LABELS[mode],
@@ -241,7 +246,7 @@ class _Controls:
         self.result: Outcome | None = None
         self.last_error: BaseException | None = None
         self.widget: Widget = None  # the root box, built by the subclass
-        self._running: Mode | None = None
+        self._running: str | None = None
         self._idle = threading.Event()
         self._idle.set()
         self._tally = _Tally()
@@ -328,8 +333,10 @@ class _Controls:
 
         return clicked
 
-    def _coroutine(self, mode: Mode, options: JobOptions) -> Coroutine[Any, Any, Outcome]:
+    def _coroutine(self, mode: str, options: JobOptions) -> Coroutine[Any, Any, Outcome]:
         # The awaitable face: the Job runs the coroutine on the toolkit's loop thread.
+        if mode == EXPORT:  # local work: a thread, awaited on the loop
+            return asyncio.to_thread(self.mirror.export, progress=False)
         mirror, emit = as_async(self.mirror), self._on_progress
         if mode in (Mode.SYNC, Mode.REFRESH):
             run = mirror.sync if mode == Mode.SYNC else mirror.refresh
@@ -343,7 +350,7 @@ class _Controls:
         # Only reached from the red button, after the word was typed.
         return mirror.nuke(options.products, confirm=True, progress=False, on_progress=emit)
 
-    def _start(self, mode: Mode, options: JobOptions) -> None:
+    def _start(self, mode: str, options: JobOptions) -> None:
         if self.busy:
             return
         self._close_confirmation()
@@ -352,7 +359,8 @@ class _Controls:
         self._set_buttons(busy=True)
         self.result = self.last_error = None
         self.error.value = ""
-        self.summary.value = f"<i>{html.escape(LABELS[mode].rstrip('.'))} running...</i>"
+        label = LABELS[Mode(mode)].rstrip(".") if mode != EXPORT else "Export"
+        self.summary.value = f"<i>{html.escape(label)} running...</i>"
         self._tally.reset()
         self._frozen = False
         self.progress.bar_style = "info"
@@ -369,6 +377,8 @@ class _Controls:
             self._idle.set()
             return
         self._job = job
+        if mode == EXPORT:
+            self.stop_button.disabled = True  # a load is not cancelled half-way
         job.future.add_done_callback(self._finished)
 
     def _on_stop(self, _button: Widget = None) -> None:
@@ -423,6 +433,10 @@ class _Controls:
 
     def _show_outcome(self, outcome: Outcome) -> None:
         self.result = outcome
+        if isinstance(outcome, ExportResult):
+            self.progress.value = self.progress.max
+            self.progress.description = "export: done"
+            self.progress.bar_style = "success"
         if isinstance(outcome, SyncResult):
             self.progress.value = self.progress.max
             self.progress.description = f"{outcome.mode}: {outcome.status}"
@@ -543,7 +557,10 @@ class Panel(_Controls):
     >>> panel.nuke_button.click()                           # shows the plan; nothing changes
     >>> panel.confirm_text.value = "nuke"; panel.confirm_button.click(); panel.wait()
 
+    >>> panel.export_button.click(); panel.wait()           # -> ExportResult (tt.export())
+
     Widgets, for code and tests: ``sync_button``, ``refresh_button``, ``nuke_button``,
+    ``export_button`` (None without the export extra),
     ``confirm_text``, ``confirm_button``, ``cancel_button``, ``stop_button``,
     ``products_picker`` (empty means all), ``since_picker``, ``dry_run_checkbox``,
     ``progress``, ``summary``, ``error``,
@@ -558,6 +575,17 @@ class Panel(_Controls):
         self.refresh_button: Widget = self.buttons[Mode.REFRESH]
         self.nuke_button: Widget = self.buttons[Mode.NUKE]
         self.nuke_button.button_style = "warning"
+        # Export: only with the export extra (dlt) installed; None without it.
+        self.export_button: Widget = None
+        if export_available():
+            self.export_button = w.Button(
+                description="Export",
+                icon="database",
+                tooltip="Load the mirror into team.duckdb beside it: tt.export()",
+                layout=w.Layout(width="auto"),
+            )
+            self.export_button.on_click(lambda _button=None: self._start(EXPORT, JobOptions()))
+            self.buttons[EXPORT] = self.export_button
         self.status_html: Widget = w.HTML()
         self.changes_html: Widget = w.HTML()
         self.products_picker: Widget = w.SelectMultiple(
@@ -605,15 +633,7 @@ class Panel(_Controls):
                 w.HTML(STYLE + "<div class='testio-title'>TestIO mirror</div>"),
                 self.status_html,
                 pickers,
-                w.HBox(
-                    [
-                        self.sync_button,
-                        self.refresh_button,
-                        self.nuke_button,
-                        self.stop_button,
-                        self.sync_all_button,
-                    ]
-                ),
+                w.HBox([*self.buttons.values(), self.stop_button, self.sync_all_button]),
                 self.confirmation,
                 w.HBox([self.progress, self.progress_text]),
                 self.summary,
@@ -940,6 +960,8 @@ def _plan_html(plan: NukePlan, *, ask: bool = True) -> str:
 def _outcome_html(outcome: Outcome) -> str:
     if isinstance(outcome, NukePlan):
         return _plan_html(outcome, ask=False)
+    if isinstance(outcome, ExportResult):
+        return f"<div class='testio-card testio-ok'>{outcome._repr_html_()}</div>"
     tone = {"success": "testio-ok", "partial": "testio-warn"}.get(outcome.status, "testio-error")
     text = outcome._repr_html_()
     if outcome.backup_path:
