@@ -93,14 +93,15 @@ class LimiterFigures:
     pinned: bool = False
 
     def short(self) -> str:
-        """``'limit 8→24→17 (2 cuts, 5×429, paused 2.0s)'`` or ``'limit 8 (pinned)'``."""
+        """``'limit 8→24→17 (2 cuts, 5 rate-limited, paused 2.0s)'`` or ``'limit 8 (pinned)'``."""
         if self.pinned:
             moves = f"limit {self.end} (pinned"
         else:
-            moves = f"limit {self.start}→{self.peak}→{self.end} ({self.decreases} cuts"
+            cuts = "1 cut" if self.decreases == 1 else f"{self.decreases} cuts"
+            moves = f"limit {self.start}→{self.peak}→{self.end} ({cuts}"
         extra = ""
         if self.rate_limited:
-            extra += f", {self.rate_limited}×429"
+            extra += f", {self.rate_limited} rate-limited"
         if self.paused_seconds:
             extra += f", paused {self.paused_seconds:.1f}s"
         return f"{moves}{extra})"
@@ -153,6 +154,12 @@ class Limiter:
     def limit(self) -> int:
         """Requests allowed in flight now."""
         return min(max(math.floor(self._limit), self.low), self.high)
+
+    def resume(self, start: int) -> None:
+        """Start again from ``start`` (the limit an earlier run learned), within the bounds;
+        counts so far are kept."""
+        self._limit = float(min(max(start, self.low), self.high))
+        self._start = self._peak = self.limit
 
     def sent(self, in_flight: int) -> Ticket:
         """A request goes out with ``in_flight`` requests in flight (itself included)."""

@@ -77,6 +77,9 @@ FULL_READ_AFTER_DAYS = 7
 # Subtracted from the service's clock to make a watermark: clocks of the service's machines
 # may disagree, and reading the tests that ended in one more hour costs next to nothing.
 WATERMARK_MARGIN = timedelta(hours=1)
+# Products read side by side at most (fewer when the client's limit is pinned lower): enough
+# to fill an adaptive limit, few enough that a large account does not hold every list at once.
+PRODUCTS_AT_ONCE = 16
 
 # The product a request is made for, so the report can count requests per product.
 current_report: contextvars.ContextVar[ProductReport | None] = contextvars.ContextVar(
@@ -218,7 +221,9 @@ class Engine:
         # (set from the service's clock when the run starts).
         self.watermark: str | None = None
         # Products run side by side; the client's own limit bounds the requests in flight.
-        self._product_slots = asyncio.Semaphore(max(2, client.options.concurrency))
+        self._product_slots = asyncio.Semaphore(
+            max(2, min(client.concurrency_ceiling, PRODUCTS_AT_ONCE))
+        )
 
     # -- entry point ----------------------------------------------------------------------
 

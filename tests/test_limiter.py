@@ -95,7 +95,7 @@ def test_a_pinned_limit_never_moves_but_counts_429s_and_pauses() -> None:
     assert limiter.figures() == LimiterFigures(
         start=4, peak=4, end=4, decreases=0, rate_limited=1, paused_seconds=1.5, pinned=True
     )
-    assert limiter.figures().short() == "limit 4 (pinned, 1×429, paused 1.5s)"
+    assert limiter.figures().short() == "limit 4 (pinned, 1 rate-limited, paused 1.5s)"
 
 
 def test_figures_tell_start_peak_end_cuts_429s_and_pause() -> None:
@@ -107,7 +107,7 @@ def test_figures_tell_start_peak_end_cuts_429s_and_pause() -> None:
     figures = limiter.figures()
     assert (figures.start, figures.peak, figures.end) == (8, 16, 11)
     assert (figures.decreases, figures.rate_limited, figures.paused_seconds) == (1, 1, 1.0)
-    assert figures.short() == "limit 8→16→11 (1 cuts, 1×429, paused 1.0s)"
+    assert figures.short() == "limit 8→16→11 (1 cut, 1 rate-limited, paused 1.0s)"
 
 
 @pytest.mark.parametrize(
