@@ -14,7 +14,10 @@ the AIMD limit of client-side limiters such as Netflix's concurrency-limits:
 
 - **slow start**: until the first sign of overload, every success adds one (the limit
   doubles each round trip), so a run finds the service's capacity in a few round trips;
-- **additive increase**: after it, every success adds ``1 / limit`` (one per round trip);
+- **additive increase**: after it, every success adds ``ALPHA / limit`` (half a request
+  per round trip: with a cut to 70%, the pairing RFC 8312 calls TCP-friendly, and it keeps
+  the 429s of a run against a rate limit to about one a congestion event every few
+  seconds);
 - **growth only when in use**: a request sent while fewer than half the allowed requests
   were in flight says nothing about capacity (the run was not pushing), so it adds nothing;
 - **multiplicative decrease, once per round trip**: a sign of overload cuts the limit to
@@ -22,6 +25,11 @@ the AIMD limit of client-side limiters such as Netflix's concurrency-limits:
   belongs to the event that caused it (it was in flight, or about to be, when the service
   was overloaded), so its failure does not cut again: a burst of 429s within one round trip
   is one decrease. No clock is needed: requests are numbered as they are sent.
+- **a storm of 429s is one event**: a 429 carries its own pacing (``Retry-After``, which the
+  client honours as a pause of every request), so after a cut on a 429 the limit is cut
+  again for a 429 only once a request sent after the cut has succeeded. Otherwise a minute
+  of 429s would cut once a second down to the floor, and the run would crawl back from
+  there when the storm ends.
 
 Nothing here knows HTTP or TestIO: which answers are signs of overload is
 ``is_overload`` (the client's call), and the client does the waiting (``Retry-After``).
@@ -51,6 +59,7 @@ __all__ = [
 DEFAULT_START = 8  # the fixed limit of earlier versions: a safe first guess
 DEFAULT_BOUNDS = (2, 64)
 BACKOFF = 0.7  # CUBIC's beta: a cut keeps 70% (Reno's 50% wastes more after each event)
+ALPHA = 0.5  # additive increase per round trip; 3 * (1 - 0.7) / (1 + 0.7) = 0.53 in RFC 8312
 
 # Answers that mean "too much at once": rate-limited, unavailable, gateway timeouts. A 500 is
 # one broken record (the listing's salvage path), a 502 a gateway hiccup: no signal of load.
@@ -132,6 +141,7 @@ class Limiter:
         self._sent = 0
         # Requests numbered up to this one were sent before the latest cut.
         self._cut_covers = 0
+        self._succeeded_since_cut = True
         self._start = self.limit
         self._peak = self.limit
         self.decreases = 0
@@ -168,9 +178,11 @@ class Limiter:
 
     def succeeded(self, ticket: Ticket) -> None:
         """The request answered: grow, if the limit was in use when it went out."""
+        if ticket.number > self._cut_covers:
+            self._succeeded_since_cut = True
         if not ticket.in_use:
             return
-        step = 1.0 if self._slow_start else 1.0 / self._limit
+        step = 1.0 if self._slow_start else ALPHA / self._limit
         self._limit = min(self._limit + step, float(self.high))
         self._peak = max(self._peak, self.limit)
 
@@ -181,7 +193,10 @@ class Limiter:
             self.rate_limited += 1
         if ticket.number <= self._cut_covers:
             return False
+        if rate_limited and not self._succeeded_since_cut:
+            return False  # the same storm of 429s: the pause paces it
         self._cut_covers = self._sent
+        self._succeeded_since_cut = False
         self._slow_start = False
         before = self.limit
         self._limit = max(self._limit * self.backoff, float(self.low))

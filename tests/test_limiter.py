@@ -24,19 +24,34 @@ def test_slow_start_adds_one_per_success_until_the_first_cut() -> None:
     assert limiter.limit == 8
 
 
-def test_after_a_cut_growth_is_one_per_round_trip() -> None:
+def test_after_a_cut_growth_is_half_a_request_per_round_trip() -> None:
     limiter = Limiter(start=10, bounds=(2, 64))
     limiter.overloaded(limiter.sent(in_flight=10))
     assert limiter.limit == 7  # floor(10 * 0.7)
-    # Congestion avoidance: each success adds 1/limit. 7 successes: 7 + sum(1/l) ...
-    expected = 7.0
-    for _ in range(7):
+    # Congestion avoidance: each success adds 0.5 / limit: 7.0714, 7.1421, ... after two
+    # round trips of 7 answers, 7.9412; one more gives 8.0042.
+    for _ in range(14):
         limiter.succeeded(limiter.sent(in_flight=7))
-        expected += 1 / expected
-    assert expected == pytest.approx(7.945, abs=0.001)  # a little under one more
     assert limiter.limit == 7
     limiter.succeeded(limiter.sent(in_flight=7))
     assert limiter.limit == 8
+
+
+def test_a_storm_of_429s_is_one_cut_until_something_succeeds() -> None:
+    limiter = Limiter(start=20, bounds=(2, 64))
+    limiter.overloaded(limiter.sent(in_flight=20), rate_limited=True)
+    assert limiter.limit == 14
+    # The storm goes on: each request sent after the pause meets a 429 again, no success.
+    for _ in range(30):
+        assert not limiter.overloaded(limiter.sent(in_flight=2), rate_limited=True)
+    assert (limiter.limit, limiter.decreases, limiter.rate_limited) == (14, 1, 31)
+    # A 503 is no pacing of the service's own: sent after the cut, it cuts again.
+    assert limiter.overloaded(limiter.sent(in_flight=2))
+    assert limiter.limit == 9  # floor(14 * 0.7 = 9.8)
+    # Once a request sent after the cut succeeds, a new 429 is a new event.
+    limiter.succeeded(limiter.sent(in_flight=1))
+    assert limiter.overloaded(limiter.sent(in_flight=9), rate_limited=True)
+    assert limiter.decreases == 3
 
 
 def test_a_burst_of_failures_within_one_round_trip_is_one_decrease() -> None:
