@@ -9,6 +9,9 @@ the suite short.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -16,11 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from testio_toolkit.limiter import DEFAULT_START
 from testio_toolkit.sandbox import Sandbox
 from testio_toolkit.sandbox.load import Capacity
 from testio_toolkit.sandbox.presets import Preset
 
-from .conftest import FAST, assert_mirror_equals_truth, make_mirror
+from .conftest import FAST, assert_mirror_equals_truth, cli, cli_env, make_mirror
 
 CAP = 20  # requests a second
 LATENCY_MS = 300  # as TestIO answers a test (200-500 ms)
@@ -175,8 +179,70 @@ def test_a_pinned_limit_is_kept_against_the_capped_sandbox(tmp_path: Path) -> No
     with Sandbox(preset=capped_preset(240), latency_ms=20) as sb:
         sb.set_faults(capacity_in_flight=64)
         sb.reset_counters()
-        options = FAST.__class__(**{**FAST.__dict__, "concurrency": 3})
+        options = dataclasses.replace(FAST, concurrency=3)
         result = make_mirror(sb, tmp_path / "m.db", client_options=options).sync()
         assert result.status == "success"
         assert sb.max_in_flight <= 3
         assert result.limiter is not None and result.limiter.pinned
+
+
+# -- the learned limit, kept per mirror, and its report ---------------------------------------
+
+
+def learned(path: Path) -> str | None:
+    """The limit the mirror file keeps for the next run (read from the file itself)."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        row = db.execute("SELECT value FROM meta WHERE key = 'learned_concurrency'").fetchone()
+    return None if row is None else str(row[0])
+
+
+def test_the_learned_limit_is_kept_in_the_mirror_for_the_next_run(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # 503 beyond three at once (each taking 30 ms, so they overlap): the limit must fall
+    sandbox.set_faults(capacity_in_flight=3, latency_ms=30)
+    first = make_mirror(sandbox, tmp_path / "a.db").sync()
+    assert first.status == "success"
+    assert first.limiter is not None and first.limiter.start == DEFAULT_START
+    assert sandbox.statuses[503] >= 1 and first.limiter.decreases >= 1
+    assert first.limiter.end < DEFAULT_START
+    assert learned(tmp_path / "a.db") == str(first.limiter.end)
+
+    second = make_mirror(sandbox, tmp_path / "a.db").refresh()
+    assert second.limiter is not None and second.limiter.start == first.limiter.end
+    assert learned(tmp_path / "a.db") == str(second.limiter.end)
+    # Another mirror (another account's, as far as it knows) starts from the default.
+    other = make_mirror(sandbox, tmp_path / "b.db").sync()
+    assert other.limiter is not None and other.limiter.start == DEFAULT_START
+
+
+def test_a_pinned_run_neither_starts_from_nor_overwrites_the_learned_limit(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    path = tmp_path / "a.db"
+    sandbox.set_faults(capacity_in_flight=3, latency_ms=30)
+    kept = make_mirror(sandbox, path).sync().limiter
+    assert kept is not None
+    pinned = dataclasses.replace(FAST, concurrency=2)
+    result = make_mirror(sandbox, path, client_options=pinned).refresh()
+    assert result.limiter is not None
+    assert (result.limiter.start, result.limiter.end, result.limiter.pinned) == (2, 2, True)
+    assert learned(path) == str(kept.end)
+
+
+def test_the_cli_shows_the_limiter_in_the_result_line_and_in_status(
+    sandbox: Sandbox, db_path: Path
+) -> None:
+    sandbox.set_faults(capacity_rps=40, capacity_burst=4)  # a few 429s at the start
+    env = cli_env(sandbox, db_path)
+    synced = cli("sync", "--no-progress", env=env)
+    assert synced.exit_code == 0, synced.stderr
+    (line,) = [x for x in synced.stdout.splitlines() if " requests · limit " in x]
+    rate_limited = sandbox.statuses[429]
+    assert rate_limited >= 1
+    assert f"{rate_limited} rate-limited" in line
+    status = cli("status", env=env)
+    assert status.exit_code == 0
+    (shown,) = [x for x in status.stdout.splitlines() if x.startswith("in flight: ")]
+    assert f"next run starts at {learned(db_path)}" in shown
+    assert "last run: limit " in shown
