@@ -20,6 +20,9 @@ the token:
   other 4xx -> ``ApiError`` (none of them retried);
 - 429 -> every request of this client pauses for ``Retry-After``, then resends; after
   ``max_rate_limit_waits`` of them for one request -> ``RateLimited``;
+- how many requests are in flight is the limiter's (``testio_toolkit.limiter``): every
+  answer tells it whether the service is coping (2xx) or overloaded (429, 503, 504, 524, no
+  answer), and the slots follow its limit;
 - 5xx (524 included), 408, timeouts, dropped connections and bodies that are not the expected
   JSON envelope -> retried with exponential backoff, then ``ServiceError``. A plain 500 gets
   only ``max_attempts_500`` attempts: it usually means one broken record, which the caller
@@ -90,7 +93,9 @@ Params = Mapping[str, str | int]
 class ClientOptions:
     """How hard a client pushes the service and how patiently it retries.
 
-    ``ClientOptions(concurrency=4, backoff_base=0.001)`` keeps defaults for the rest.
+    ``ClientOptions(concurrency=4, backoff_base=0.001)`` keeps defaults for the rest;
+    ``ClientOptions()`` adapts the requests in flight (``limiter.py``), ``concurrency=4``
+    pins them at 4.
     """
 
     # Requests in flight for this client (one run): None adapts it (limiter.py, AIMD within
