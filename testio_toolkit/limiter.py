@@ -15,9 +15,11 @@ the AIMD limit of client-side limiters such as Netflix's concurrency-limits:
 - **slow start**: until the first sign of overload, every success adds one (the limit
   doubles each round trip), so a run finds the service's capacity in a few round trips;
 - **additive increase**: after it, every success adds ``ALPHA / limit`` (half a request
-  per round trip: with a cut to 70%, the pairing RFC 8312 calls TCP-friendly, and it keeps
-  the 429s of a run against a rate limit to about one a congestion event every few
-  seconds);
+  per round trip: with a cut to 70%, the pairing RFC 8312 calls TCP-friendly) up to 85%
+  of the limit of the latest cut, where the service said "too much"; from there on a
+  quarter of that (``PROBE``), as CUBIC's plateau does: the run stays just under the
+  service's capacity instead of running into it every few round trips (which, with small
+  limits against a rate limit, answered over 3% of the requests 429);
 - **growth only when in use**: a request sent while fewer than half the allowed requests
   were in flight says nothing about capacity (the run was not pushing), so it adds nothing;
 - **multiplicative decrease, once per round trip**: a sign of overload cuts the limit to
@@ -60,6 +62,8 @@ DEFAULT_START = 8  # the fixed limit of earlier versions: a safe first guess
 DEFAULT_BOUNDS = (2, 64)
 BACKOFF = 0.7  # CUBIC's beta: a cut keeps 70% (Reno's 50% wastes more after each event)
 ALPHA = 0.5  # additive increase per round trip; 3 * (1 - 0.7) / (1 + 0.7) = 0.53 in RFC 8312
+PROBE = ALPHA / 4  # ... and from PLATEAU times the limit of the latest cut on
+PLATEAU = 0.85
 
 # Answers that mean "too much at once": rate-limited, unavailable, gateway timeouts. A 500 is
 # one broken record (the listing's salvage path), a 502 a gateway hiccup: no signal of load.
@@ -142,6 +146,7 @@ class Limiter:
         # Requests numbered up to this one were sent before the latest cut.
         self._cut_covers = 0
         self._succeeded_since_cut = True
+        self._cut_at = math.inf  # the limit just before the latest cut
         self._start = self.limit
         self._peak = self.limit
         self.decreases = 0
@@ -182,7 +187,11 @@ class Limiter:
             self._succeeded_since_cut = True
         if not ticket.in_use:
             return
-        step = 1.0 if self._slow_start else ALPHA / self._limit
+        if self._slow_start:
+            step = 1.0
+        else:
+            near = self._limit >= PLATEAU * self._cut_at
+            step = (PROBE if near else ALPHA) / self._limit
         self._limit = min(self._limit + step, float(self.high))
         self._peak = max(self._peak, self.limit)
 
@@ -199,6 +208,7 @@ class Limiter:
         self._succeeded_since_cut = False
         self._slow_start = False
         before = self.limit
+        self._cut_at = self._limit
         self._limit = max(self._limit * self.backoff, float(self.low))
         if self.limit < before:
             self.decreases += 1

@@ -37,6 +37,25 @@ def test_after_a_cut_growth_is_half_a_request_per_round_trip() -> None:
     assert limiter.limit == 8
 
 
+def test_at_the_limit_of_the_latest_cut_growth_slows_to_a_probe() -> None:
+    limiter = Limiter(start=10, bounds=(2, 64))
+    limiter.overloaded(limiter.sent(in_flight=10))  # the service said "too much" at 10
+
+    def successes_until(limit: int) -> int:
+        count = 0
+        while limiter.limit < limit:
+            limiter.succeeded(limiter.sent(in_flight=10))
+            count += 1
+        return count
+
+    # 7 -> 8 at 0.5 / limit a success: 15 answers (two round trips).
+    assert successes_until(8) == 15
+    # From 8.5 (85% of 10) on at 0.125 / limit: 8 -> 9 takes 41 answers, 9 -> 10 takes 76
+    # (at 0.5 / limit, 17 and 19).
+    assert successes_until(9) == 41
+    assert successes_until(10) == 76
+
+
 def test_a_storm_of_429s_is_one_cut_until_something_succeeds() -> None:
     limiter = Limiter(start=20, bounds=(2, 64))
     limiter.overloaded(limiter.sent(in_flight=20), rate_limited=True)
