@@ -246,3 +246,26 @@ def test_the_cli_shows_the_limiter_in_the_result_line_and_in_status(
     (shown,) = [x for x in status.stdout.splitlines() if x.startswith("in flight: ")]
     assert f"next run starts at {learned(db_path)}" in shown
     assert "last run: limit " in shown
+
+
+def test_an_unreadable_learned_limit_is_ignored_and_replaced(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    path = tmp_path / "a.db"
+    make_mirror(sandbox, path).sync()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE meta SET value = 'lots' WHERE key = 'learned_concurrency'")
+    result = make_mirror(sandbox, path).sync()
+    assert result.status == "success"
+    assert result.limiter is not None and result.limiter.start == DEFAULT_START
+    assert learned(path) == str(result.limiter.end)
+
+
+def test_the_sandbox_command_refuses_a_bad_capacity_clearly() -> None:
+    from click.testing import CliRunner
+
+    from testio_toolkit.sandbox.command import sandbox as command
+
+    result = CliRunner().invoke(command, ["--capacity-rps", "0"])
+    assert result.exit_code == 2
+    assert "capacity_rps must be None or a number > 0" in result.output
