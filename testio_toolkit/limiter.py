@@ -33,13 +33,15 @@ the AIMD limit of client-side limiters such as Netflix's concurrency-limits:
   of 429s would cut once a second down to the floor, and the run would crawl back from
   there when the storm ends.
 
-Nothing here knows HTTP or TestIO: which answers are signs of overload is
-``is_overload`` (the client's call), and the client does the waiting (``Retry-After``).
-The limit is a float inside; callers see ``limit``, its whole part within the bounds.
+Nothing here knows TestIO, waits or does I/O: which statuses are signs of overload is
+``is_overload``, the client reports each answer and does the waiting (slots, the shared
+``Retry-After`` pause). The limit is a float inside; callers see ``limit``, its whole part
+within the bounds.
 
-Why hand-written: the few PyPI packages that do AIMD for asyncio are 0.1 releases with
-little use, and each owns the semaphore and the retry loop, which here are the client's
-(priority slots, the shared 429 pause). The controller itself is these hundred lines.
+Why hand-written: the PyPI packages for AIMD in asyncio (ace-concurrency,
+adaptive-concurrency, aimd-limiter) are 0.1 releases with little use, and a limiter that
+brings its own semaphore would sit beside the client's priority slots and shared pause
+rather than drive them. The controller itself is about a hundred lines.
 """
 
 from __future__ import annotations

@@ -263,7 +263,7 @@ class SandboxServer(ThreadingHTTPServer):
         split = urlsplit(handler.path)
         route = _route(split.path) if allowed else None
         in_flight = self.stats.begin(route.kind if route else None)
-        status: int | None = None
+        counted = False
         try:
             plan = self.planner.plan(in_flight)
             if plan.delay:
@@ -284,10 +284,14 @@ class SandboxServer(ThreadingHTTPServer):
                     # A sandbox bug must still answer, like the real service's 500 would.
                     traceback.print_exc()
                     reply = api_error(500, "Internal Server Error (sandbox bug)")
+            # Counted as answered before the bytes go out: a client that reads the counts
+            # right after its answer finds that answer in them.
+            counted = True
+            self.stats.end(reply.status)
             self._send(handler, reply)
-            status = reply.status
         finally:
-            self.stats.end(status)
+            if not counted:
+                self.stats.end(None)  # dropped, or the server stopped: no answer
 
     def _answer(self, route: _Route | None, query_string: str, handler: _Handler) -> Reply:
         faults = self.planner.faults
