@@ -1258,10 +1258,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     from testio_toolkit.client import ClientOptions
+    from testio_toolkit.limiter import DEFAULT_START
 
     defaults = ClientOptions()
+
+    # The floor downloads under a fixed semaphore, so the toolkit is pinned to the same
+    # number here (its default adapts: benchmarks/limiter_bench.py measures that).
     if args.concurrency is None:
-        levels = [defaults.concurrency]
+        levels = [DEFAULT_START]
     else:
         levels = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
 
@@ -1276,7 +1280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "preset": args.preset,
         "latency_ms": args.latency_ms,
         "repeat": args.repeat,
-        "default_concurrency": defaults.concurrency,
+        "default_concurrency": DEFAULT_START,
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

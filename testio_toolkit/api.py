@@ -52,6 +52,7 @@ from .backups import NukePlan
 from .client import ClientOptions, TestIOClient
 from .config import Settings, parse_product_ids
 from .errors import ConfigError, ConfirmationRequired, StoreError, ToolkitError
+from .limiter import LimiterFigures
 from .lock import WriterLock
 from .progress import ProgressBars
 from .results import ProgressCallback, SyncResult
@@ -59,7 +60,7 @@ from .rows import parse_since
 from .runner import run_blocking
 from .scrub import ScrubReport, scrub_before_reading, scrub_mirror
 from .store import Reader, Store, check_database_file, storage_problem
-from .sync import Plan, count_request, run_plan, select_products
+from .sync import Plan, count_request, learned_limit, run_plan, select_products
 from .vocabulary import Mode
 
 if TYPE_CHECKING:
@@ -137,6 +138,10 @@ class MirrorStatus:
     sandbox_server: bool = False
     # Per live product: product_id, name, tests, bugs, features.
     products: list[dict[str, Any]] = field(default_factory=list)
+    # The limit of requests in flight the next run starts at (learned by the last one), and
+    # what the latest run's limiter did (``LimiterFigures``; None before any run records it).
+    learned_limit: int | None = None
+    last_limiter: LimiterFigures | None = None
 
     def lines(self) -> list[str]:
         """The status as text lines."""
@@ -157,6 +162,10 @@ class MirrorStatus:
             text = f"{run['status']} at {run['started_at']}" if run else "never"
             out.append(f"last {mode + ':':9}{text}")
         out.append(f"unreadable records waiting for a retry: {self.open_unreadable}")
+        if self.learned_limit is not None or self.last_limiter is not None:
+            start = "" if self.learned_limit is None else f"next run starts at {self.learned_limit}"
+            last = "" if self.last_limiter is None else f"last run: {self.last_limiter.short()}"
+            out.append("in flight: " + "; ".join(filter(None, [start, last])))
         if self.backups:
             out.append(f"backups:  {', '.join(self.backups)}")
         if self.cannot_update:
@@ -170,6 +179,18 @@ class MirrorStatus:
         import html
 
         return "<pre>" + html.escape("\n".join(self.lines())) + "</pre>"
+
+
+def _last_limiter(last_runs: dict[str, dict[str, Any]]) -> LimiterFigures | None:
+    """The limiter figures the newest run recorded (in its ``counts``), if any."""
+    if not last_runs:
+        return None
+    newest = max(last_runs.values(), key=lambda run: int(run["id"]))
+    try:
+        recorded = json.loads(newest.get("counts") or "{}").get("limiter")
+        return LimiterFigures(**recorded) if isinstance(recorded, dict) else None
+    except (ValueError, TypeError):
+        return None  # an older or damaged record: nothing to show
 
 
 class BaseMirror:
@@ -469,6 +490,8 @@ class BaseMirror:
                 status.products = [dict(row) for row in store.product_counts()]
                 status.last_runs = store.last_runs()
                 status.open_unreadable = len(store.open_unreadable())
+                status.learned_limit = learned_limit(store)
+                status.last_limiter = _last_limiter(status.last_runs)
         return status
 
     def products(self, *, include_deleted: bool = False) -> pd.DataFrame:

@@ -20,6 +20,9 @@ the token:
   other 4xx -> ``ApiError`` (none of them retried);
 - 429 -> every request of this client pauses for ``Retry-After``, then resends; after
   ``max_rate_limit_waits`` of them for one request -> ``RateLimited``;
+- how many requests are in flight is the limiter's (``testio_toolkit.limiter``): every
+  answer tells it whether the service is coping (2xx) or overloaded (429, 503, 504, 524, no
+  answer), and the slots follow its limit;
 - 5xx (524 included), 408, timeouts, dropped connections and bodies that are not the expected
   JSON envelope -> retried with exponential backoff, then ``ServiceError``. A plain 500 gets
   only ``max_attempts_500`` attempts: it usually means one broken record, which the caller
@@ -67,6 +70,7 @@ from .errors import (
     ServiceError,
     first_error,
 )
+from .limiter import DEFAULT_BOUNDS, Limiter, Ticket, is_overload
 from .redact import redact
 
 __all__ = [
@@ -90,10 +94,15 @@ Params = Mapping[str, str | int]
 class ClientOptions:
     """How hard a client pushes the service and how patiently it retries.
 
-    ``ClientOptions(concurrency=4, backoff_base=0.001)`` keeps defaults for the rest.
+    ``ClientOptions(concurrency=4, backoff_base=0.001)`` keeps defaults for the rest;
+    ``ClientOptions()`` adapts the requests in flight (``limiter.py``), ``concurrency=4``
+    pins them at 4.
     """
 
-    concurrency: int = 8  # global limit of requests in flight for this client (one run)
+    # Requests in flight for this client (one run): None adapts it (limiter.py, AIMD within
+    # concurrency_bounds, from the limit the mirror learned last run); a number pins it.
+    concurrency: int | None = None
+    concurrency_bounds: tuple[int, int] = DEFAULT_BOUNDS
     timeout: float = 30.0  # seconds, per request (connect/read/write/pool)
     max_attempts: int = 5  # attempts for 502/503/504, timeouts, dropped connections, garbage
     max_attempts_500: int = 2  # attempts for a plain 500 (one broken record: caller salvages)
@@ -102,14 +111,22 @@ class ClientOptions:
     max_attempts_unreachable: int = 3
     backoff_base: float = 0.5  # exponential backoff with jitter: base * 2**n ...
     backoff_max: float = 20.0  # ... capped here
-    max_rate_limit_waits: int = 30  # 429s tolerated per request before RateLimited
+    # 429s tolerated per request before RateLimited: a few minutes at ``Retry-After: 1``, so
+    # a minute-long storm of 429s slows a run down without failing it
+    max_rate_limit_waits: int = 200
     max_retry_after: float = 300.0  # never wait longer than this on one Retry-After
     bug_batch_size: int = 15  # at most this many test ids per bugs request
     per_page: int = 25
 
     def __post_init__(self) -> None:
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ConfigError("ClientOptions.concurrency must be at least 1 (or None: adaptive)")
+        low, high = self.concurrency_bounds
+        if not 1 <= low <= high:
+            raise ConfigError(
+                "ClientOptions.concurrency_bounds must be (low, high) with 1 <= low <= high"
+            )
         at_least_one = (
-            "concurrency",
             "max_attempts",
             "max_attempts_500",
             "max_attempts_unreachable",
@@ -524,25 +541,38 @@ async def _gather(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
 
 class PrioritySlots:
     """At most ``limit`` holders at once; a freed slot goes to the waiter with the lowest
-    priority number, first come first served within one priority.
+    priority number, first come first served within one priority. ``limit`` may change at
+    any time: a larger one lets waiters in at once, a smaller one takes effect as holders
+    leave (nobody is interrupted).
 
     >>> async with slots.slot(0): ...     # served before waiters of priority 1
+    >>> slots.limit = 12                  # the limiter moved
     """
 
     def __init__(self, limit: int) -> None:
-        self._free = limit
+        self._limit = limit
+        self._held = 0
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
         self._count = itertools.count()
 
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @limit.setter
+    def limit(self, value: int) -> None:
+        self._limit = max(1, value)
+        self._hand_out()
+
     @contextlib.asynccontextmanager
     async def slot(self, priority: int) -> AsyncIterator[None]:
-        if self._free > 0 and not self._waiting:
-            self._free -= 1
+        if self._held < self._limit and not self._waiting:
+            self._held += 1
         else:
             ticket = asyncio.get_running_loop().create_future()
             heapq.heappush(self._waiting, (priority, next(self._count), ticket))
             try:
-                await ticket  # the releaser handed its slot over
+                await ticket  # a releaser (or a larger limit) handed us a slot
             except asyncio.CancelledError:
                 if ticket.done() and not ticket.cancelled():
                     self._release()  # handed over just as we were cancelled: pass it on
@@ -556,12 +586,15 @@ class PrioritySlots:
             self._release()
 
     def _release(self) -> None:
-        while self._waiting:
+        self._held -= 1
+        self._hand_out()
+
+    def _hand_out(self) -> None:
+        while self._waiting and self._held < self._limit:
             _, _, ticket = heapq.heappop(self._waiting)
             if not ticket.done():
                 ticket.set_result(None)
-                return
-        self._free += 1
+                self._held += 1
 
 
 class TestIOClient:
@@ -570,9 +603,9 @@ class TestIOClient:
     >>> async with TestIOClient(DEFAULT_BASE_URL, token, ClientOptions(concurrency=4)) as c:
     ...     test = await c.test(4711)       # {"id": 4711, "title": ..., "product": {...}}
 
-    One connection pool, at most ``options.concurrency`` requests in flight, and a 429 on any
-    request pauses all of them. ``transport`` replaces the network (``httpx.MockTransport``),
-    ``clock`` the time it waits on (``Clock``).
+    One connection pool; requests in flight bounded by ``limiter`` (adaptive, or pinned by
+    ``options.concurrency``), and a 429 on any request pauses all of them. ``transport``
+    replaces the network (``httpx.MockTransport``), ``clock`` the time it waits on (``Clock``).
     """
 
     __test__ = False  # the name starts with "Test": keep pytest from collecting it
@@ -601,7 +634,13 @@ class TestIOClient:
         self._shown_url = self.base_url.replace(token.strip(), "***") if token.strip() else ""
         self._answered = False  # any response at all: the host is there
         self.stats = RequestStats()
-        limit = self.options.concurrency
+        pinned = self.options.concurrency
+        self.limiter = (
+            Limiter.pinned(pinned)
+            if pinned is not None
+            else Limiter(bounds=self.options.concurrency_bounds)
+        )
+        limit = self.limiter.high  # connections for the most requests ever in flight
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={
@@ -613,7 +652,7 @@ class TestIOClient:
             limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
             transport=transport,
         )
-        self._slots = PrioritySlots(limit)
+        self._slots = PrioritySlots(self.limiter.limit)
         self._bug_sizer = BugBatchSizer(self.options.bug_batch_size)
         self._bug_probe = asyncio.Lock()
         self._in_flight = 0
@@ -621,6 +660,19 @@ class TestIOClient:
 
     def __repr__(self) -> str:
         return f"<TestIOClient {self.base_url}>"
+
+    @property
+    def concurrency_ceiling(self) -> int:
+        """The most requests this client may ever have in flight (the pinned limit, or the
+        adaptive limit's upper bound)."""
+        return self.limiter.high
+
+    def resume_limit(self, learned: int | None) -> None:
+        """Start the adaptive limit where an earlier run against this account left it
+        (``None``, or a pinned limit: nothing changes)."""
+        if learned is not None and not self.limiter.is_pinned:
+            self.limiter.resume(learned)
+            self._slots.limit = self.limiter.limit
 
     async def __aenter__(self) -> TestIOClient:
         return self
@@ -841,7 +893,10 @@ class TestIOClient:
             jitter=self.clock.random(),
         )
         self.stats.rate_limit_waits += 1
-        self._paused_until = max(self._paused_until, self.clock.monotonic() + pause)
+        now = self.clock.monotonic()
+        until = max(self._paused_until, now + pause)
+        self.limiter.paused(until - max(self._paused_until, now))
+        self._paused_until = until
         log.info("%s: rate-limited (429); pausing all requests for %.1f s", what, pause)
 
     async def _attempt(
@@ -904,10 +959,33 @@ class TestIOClient:
                 self.stats.by_endpoint[kind] += 1
                 if self._on_request is not None:
                     self._on_request(kind)
+                ticket = self.limiter.sent(self._in_flight)
                 try:
-                    return await self._http.get(path, params=params)
+                    response = await self._http.get(path, params=params)
+                except httpx.TransportError as exc:
+                    # No answer: overload, unless no connection could be made to a host
+                    # that never answered (a wrong address says nothing about load).
+                    if not isinstance(exc, httpx.ConnectError) or self._answered:
+                        self._learn(ticket, None)
+                    raise
                 finally:
                     self._in_flight -= 1
+                self._learn(ticket, response.status_code)
+                return response
+
+    def _learn(self, ticket: Ticket, status_code: int | None) -> None:
+        """Tell the limiter what one answer said, and give the slots its new limit."""
+        if status_code is not None and 200 <= status_code < 300:
+            self.limiter.succeeded(ticket)
+        elif is_overload(status_code) and self.limiter.overloaded(
+            ticket, rate_limited=status_code == 429
+        ):
+            log.info(
+                "the service is overloaded (%s); %d requests in flight at most now",
+                status_code or "no answer",
+                self.limiter.limit,
+            )
+        self._slots.limit = self.limiter.limit
 
     async def _wait_out_pause(self) -> None:
         # A loop, because another 429 may push the pause further while we sleep.

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .feed import Tally, summary_line
+from .limiter import LimiterFigures
 from .vocabulary import RunStatus
 
 if TYPE_CHECKING:
@@ -134,6 +135,8 @@ class SyncResult:
     note: str | None = None
     # What the run recorded in the change feed (a dry run: what it would record).
     changes: Tally = field(default_factory=Tally)
+    # What the client's limit of requests in flight did: start, peak, end, cuts, 429s, pause.
+    limiter: LimiterFigures | None = None
 
     @property
     def change_line(self) -> str:
@@ -187,6 +190,8 @@ class SyncResult:
         totals["unreadable"] = self.unreadable
         totals["products"] = {str(r.product_id): r.status for r in self.products}
         totals["changes"] = self.changes.as_json()
+        if self.limiter is not None:
+            totals["limiter"] = asdict(self.limiter)
         return totals
 
     def to_frame(self) -> pd.DataFrame:
@@ -196,7 +201,8 @@ class SyncResult:
         return pd.DataFrame(self.rows())
 
     def headline(self) -> str:
-        """'refresh success · tests +7 ~5 -2 · bugs +4 ~3 · 3 products · 812 requests · 4.2s'."""
+        """'refresh success · tests +7 ~5 -2 · bugs +4 ~3 · 3 products · 812 requests ·
+        limit 8→24→17 (1 cut) · 4.2s'."""
         dry = " (dry run: nothing written)" if self.dry_run else ""
         parts = [
             f"{self.mode} {self.status}{dry}",
@@ -204,6 +210,7 @@ class SyncResult:
             f"bugs {self.bugs.short()}",
             f"{len(self.products)} products",
             f"{self.requests} requests",
+            *([self.limiter.short()] if self.limiter is not None else []),
             f"{self.seconds:.1f}s",
         ]
         if self.unreadable:

@@ -77,6 +77,11 @@ FULL_READ_AFTER_DAYS = 7
 # Subtracted from the service's clock to make a watermark: clocks of the service's machines
 # may disagree, and reading the tests that ended in one more hour costs next to nothing.
 WATERMARK_MARGIN = timedelta(hours=1)
+# Products read side by side at most (fewer when the client's limit is pinned lower): enough
+# to fill an adaptive limit, few enough that a large account does not hold every list at once.
+PRODUCTS_AT_ONCE = 16
+# The mirror's meta key for the limit a run ended at: the next run starts there.
+LEARNED_LIMIT_KEY = "learned_concurrency"
 
 # The product a request is made for, so the report can count requests per product.
 current_report: contextvars.ContextVar[ProductReport | None] = contextvars.ContextVar(
@@ -84,6 +89,13 @@ current_report: contextvars.ContextVar[ProductReport | None] = contextvars.Conte
 )
 
 MOVED = "the list moved while it was read"
+
+
+def learned_limit(store: Reader) -> int | None:
+    """The limit of requests in flight the last run against this mirror's account ended at
+    (``meta``; a mirror holds one account), or None."""
+    text = store.get_meta(LEARNED_LIMIT_KEY)
+    return int(text) if text and text.isdigit() else None
 
 
 def count_request(kind: str) -> None:
@@ -221,7 +233,9 @@ class Engine:
         # (set from the service's clock when the run starts).
         self.watermark: str | None = None
         # Products run side by side; the client's own limit bounds the requests in flight.
-        self._product_slots = asyncio.Semaphore(max(2, client.options.concurrency))
+        self._product_slots = asyncio.Semaphore(
+            max(2, min(client.concurrency_ceiling, PRODUCTS_AT_ONCE))
+        )
 
     # -- entry point ----------------------------------------------------------------------
 
@@ -232,6 +246,8 @@ class Engine:
         ``selected`` the products to work on (see ``select_products``). Product-level failures
         end up in the result; run-level ones (a bad token) are raised."""
         started = time.monotonic()
+        # Where the limit of requests in flight ended last run against this account.
+        self.client.resume_limit(learned_limit(self.previous or self.store))
         result = SyncResult(
             mode=self.plan.mode,
             status=RunStatus.RUNNING,
@@ -283,6 +299,7 @@ class Engine:
     def _finish(self, result: SyncResult, started: float) -> None:
         result.seconds = time.monotonic() - started
         result.requests = self.client.stats.requests
+        result.limiter = self.client.limiter.figures()
         if result.status == RunStatus.SUCCESS and self.backup_path is not None:
             # A rebuild is swapped in only when it read everything (rebuild.py): only then
             # is the mirror it replaces kept there.
@@ -299,6 +316,8 @@ class Engine:
                 )
             if keep is not None:
                 self.store.prune_changes(keep)
+            if not result.limiter.pinned:
+                self.store.set_meta(LEARNED_LIMIT_KEY, str(result.limiter.end))
 
     def _record_rebuild(self, previous: Reader, product_ids: list[int]) -> None:
         """A nuke's changes: what the rebuild holds now against the mirror it replaces, for

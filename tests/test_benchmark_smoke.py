@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from testio_toolkit.client import ClientOptions
+from testio_toolkit.limiter import DEFAULT_START
 from testio_toolkit.rows import is_final, is_sectioned, section_ids, to_utc
 from testio_toolkit.sandbox import Sandbox
 
@@ -107,7 +108,7 @@ def only_run(mode: dict[str, Any]) -> dict[str, Any]:
 def test_report_has_every_mode_with_every_figure(report: dict[str, Any]) -> None:
     assert report["preset"] == "small"
     (suite,) = report["suites"]
-    assert suite["concurrency"] == ClientOptions().concurrency
+    assert suite["concurrency"] == DEFAULT_START  # pinned like the floor's semaphore
     assert [m["mode"] for m in suite["modes"]] == MODES
     for mode in suite["modes"]:
         assert {"wall_s", "floor_s", "ratio", "peak_mb", "target", "passed", "checks"} <= set(mode)

@@ -1018,3 +1018,146 @@ def test_priority_slots_hand_a_freed_slot_to_the_most_urgent_waiter_and_survive_
         return order
 
     assert asyncio.run(scenario()) == ["first", "page", "bugs", "after"]
+
+
+def test_priority_slots_follow_a_changing_limit() -> None:
+    from testio_toolkit.client import PrioritySlots
+
+    async def scenario() -> list[int]:
+        slots = PrioritySlots(1)
+        gate = asyncio.Event()
+        holding = 0
+        seen: list[int] = []
+
+        async def hold() -> None:
+            nonlocal holding
+            async with slots.slot(0):
+                holding += 1
+                seen.append(holding)
+                await gate.wait()
+                holding -= 1
+
+        tasks = [asyncio.create_task(hold()) for _ in range(5)]
+        await asyncio.sleep(0)
+        assert holding == 1
+        slots.limit = 3  # a larger limit lets two waiters in at once
+        await asyncio.sleep(0)
+        assert holding == 3
+        slots.limit = 2  # a smaller one interrupts nobody
+        await asyncio.sleep(0)
+        assert holding == 3
+        gate.set()
+        await asyncio.gather(*tasks)
+        return seen
+
+    # Once holders leave, at most two hold at once again: the later entries see <= 2.
+    seen = asyncio.run(scenario())
+    assert seen[:3] == [1, 2, 3]
+    assert max(seen[3:]) <= 2
+
+
+def _counting_handler(
+    answer: Callable[[int], httpx.Response], wait: float = 0.002
+) -> tuple[Handler, dict[str, int]]:
+    """A handler answering ``answer(n)`` to the n-th request (1-based) after ``wait`` real
+    seconds (0: one turn of the loop), counting the most requests it held at once."""
+    seen = {"requests": 0, "in_flight": 0, "peak": 0}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen["requests"] += 1
+        number = seen["requests"]
+        seen["in_flight"] += 1
+        seen["peak"] = max(seen["peak"], seen["in_flight"])
+        await asyncio.sleep(wait)
+        seen["in_flight"] -= 1
+        return answer(number)
+
+    return handler, seen
+
+
+@pytest.mark.anyio
+async def test_the_adaptive_limit_grows_past_the_old_fixed_eight_when_all_goes_well() -> None:
+    handler, seen = _counting_handler(lambda n: ok("product", {}))
+    async with make_client(handler) as client:
+        assert client.limiter.limit == 8
+        for _ in range(3):  # waves of 60 requests: demand far above the limit
+            await asyncio.gather(*(client.product(i) for i in range(60)))
+    figures = client.limiter.figures()
+    assert (figures.start, figures.decreases) == (8, 0)
+    assert figures.peak > 8
+    assert seen["peak"] > 8  # the transport saw more than eight at once
+    assert seen["peak"] <= figures.peak
+
+
+@pytest.mark.anyio
+async def test_a_pinned_concurrency_never_moves() -> None:
+    handler, seen = _counting_handler(
+        lambda n: httpx.Response(503) if n % 7 == 0 else ok("product", {})
+    )
+    async with make_client(handler, concurrency=5) as client:
+        await asyncio.gather(*(client.product(i) for i in range(80)))
+    assert seen["peak"] == 5
+    assert client.limiter.figures().short().startswith("limit 5 (pinned")
+
+
+@pytest.mark.anyio
+async def test_a_burst_of_429s_within_one_round_trip_cuts_the_limit_once() -> None:
+    fake = FakeTime()
+    # The first 20 requests (one wave, all in flight together) answer 429; then all is well.
+    handler, seen = _counting_handler(
+        lambda n: (
+            httpx.Response(429, headers={"Retry-After": "1"}) if n <= 20 else ok("product", {})
+        )
+    )
+    async with make_client(handler, fake.clock(), concurrency_bounds=(2, 64)) as client:
+        client.resume_limit(20)
+        await asyncio.gather(*(client.product(i) for i in range(20)))
+    figures = client.limiter.figures()
+    assert figures.rate_limited == 20
+    assert figures.decreases == 1
+    assert figures.paused_seconds == 1.0  # twenty 429s at once: one shared pause of 1 s
+    assert seen["requests"] == 40  # each re-sent once after the pause
+
+
+@pytest.mark.anyio
+async def test_a_500_leaves_the_limit_alone_and_503s_cut_it() -> None:
+    handler, _ = _counting_handler(lambda n: httpx.Response(500))
+    async with make_client(handler, max_attempts=1) as client:
+        with pytest.raises(ServiceError):
+            await client.product(1)
+    assert client.limiter.figures().decreases == 0
+
+    handler, _ = _counting_handler(lambda n: httpx.Response(503))
+    async with make_client(handler, max_attempts=3) as client:
+        with pytest.raises(ServiceError):
+            await client.product(1)
+    # One request at a time: each retry is sent after the previous cut, a new event.
+    assert client.limiter.figures().decreases == 3
+    assert client.limiter.limit == 2  # 8 -> 5 -> 3 -> 2
+
+
+@pytest.mark.anyio
+async def test_a_timeout_cuts_the_limit_but_an_unreachable_host_does_not() -> None:
+    def timeout(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    async with make_client(timeout, max_attempts=1) as client:
+        with pytest.raises(ServiceError):
+            await client.product(1)
+    assert client.limiter.figures().decreases == 1
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    async with make_client(refused, max_attempts=1) as client:
+        with pytest.raises(ServiceError):
+            await client.product(1)
+    assert client.limiter.figures().decreases == 0
+
+
+def test_client_options_check_the_concurrency_settings() -> None:
+    with pytest.raises(ConfigError, match="concurrency_bounds"):
+        ClientOptions(concurrency_bounds=(4, 2))
+    with pytest.raises(ConfigError, match="concurrency"):
+        ClientOptions(concurrency=0)
+    assert ClientOptions().concurrency is None  # adaptive by default

@@ -49,6 +49,18 @@ def fault_switches(items: Iterable[str], poison: Iterable[int] = ()) -> dict[str
 @click.option("--port", default=0, show_default=True, help="0 picks a free port.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--latency-ms", default=0.0, show_default=True, help="Added to every request.")
+@click.option(
+    "--capacity-rps",
+    type=float,
+    default=None,
+    help="Requests a second it serves; beyond, 429 with Retry-After (and it slows down).",
+)
+@click.option(
+    "--capacity-in-flight",
+    type=int,
+    default=None,
+    help="Requests it handles at once; beyond, 503 (and it slows down as it fills).",
+)
 @click.option("--token", default="sandbox-token", show_default=True, help="The token it accepts.")
 @click.option("--poison", type=int, multiple=True, help="Test id whose list windows fail.")
 @click.option(
@@ -65,13 +77,15 @@ def fault_switches(items: Iterable[str], poison: Iterable[int] = ()) -> dict[str
     help="Any fault switch of testio_toolkit.sandbox.Faults (repeatable), e.g. "
     "error_rate=0.1, drop_rate=0.05, rate_limit_next=3, retry_after_format=http-date, "
     "bugs_524_over=5, hang_rate=0.01, fail_after=100, garbage_rate=0.02, unauthorized=true, "
-    "list_moves_every=3, list_moves=insert,move_up.",
+    "list_moves_every=3, list_moves=insert,move_up, capacity_burst=5.",
 )
 def sandbox(
     preset: str,
     port: int,
     seed: int,
     latency_ms: float,
+    capacity_rps: float | None,
+    capacity_in_flight: int | None,
     token: str,
     poison: tuple[int, ...],
     customers: bool,
@@ -79,11 +93,15 @@ def sandbox(
 ) -> None:
     """Serve the bundled TestIO simulator on 127.0.0.1 until Ctrl-C.
 
-    Example: testio-toolkit sandbox --preset medium --latency-ms 50 --fault error_rate=0.1
+    Example: testio-toolkit sandbox --preset medium --latency-ms 300 --capacity-rps 20
     """
     from .sandbox import Sandbox
 
     switches = fault_switches(faults, poison)
+    if capacity_rps is not None:
+        switches["capacity_rps"] = capacity_rps
+    if capacity_in_flight is not None:
+        switches["capacity_in_flight"] = capacity_in_flight
     if customers:
         _serve_customers(latency_ms, switches)
         return

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from .load import Capacity
 from .replies import Reply, api_error, garbage, gateway_page, rate_limited
 
 __all__ = ["MOVE_KINDS", "FaultPlanner", "Faults", "Movement", "Plan", "PlannedMove"]
@@ -64,6 +65,12 @@ class Faults:
         sb.set_faults(error_rate=0.1, fault_seed=7)
         sb.set_faults(list_moves_every=3, list_moves="insert,move_up")
 
+    ``capacity_rps``, ``capacity_in_flight`` and ``capacity_burst`` switch on the load model
+    (``load.py``): beyond a rate it answers 429 with ``Retry-After``, beyond requests in
+    flight 503, and latency grows as it fills::
+
+        sb.set_faults(capacity_rps=20, latency_ms=300)
+
     ``list_moves_every=N`` moves a product's list before answering every N-th
     ``exploratory_tests`` request of the sandbox (counted from the last fault change;
     requests answered by another fault first do not count), by one movement of a kind
@@ -90,6 +97,9 @@ class Faults:
     unauthorized: bool = False
     list_moves_every: int | None = None
     list_moves: str = ",".join(MOVE_KINDS)
+    capacity_rps: float | None = None
+    capacity_in_flight: int | None = None
+    capacity_burst: float | None = None
     fault_seed: int = 0
     # Bookkeeping, not switches: requests seen since fail_after was set, and a counter of
     # assignments that tells the planner to restart its RNG.
@@ -101,6 +111,8 @@ class Faults:
             parse_move_kinds(value)
         if name == "list_moves_every" and not _positive_or_none(value):
             raise ValueError(f"list_moves_every must be None or an int >= 1, not {value!r}")
+        if name.startswith("capacity_"):
+            Capacity(**{name.removeprefix("capacity_"): value})  # raises for a bad value
         object.__setattr__(self, name, value)
         if name.startswith("_"):
             return
@@ -155,10 +167,18 @@ class Plan:
 class FaultPlanner:
     """Decides, per request and thread-safely, which faults strike."""
 
-    def __init__(self, faults: Faults, clock: Callable[[], float] = time.time) -> None:
-        """``clock`` gives the service's time (epoch seconds), for Retry-After dates."""
+    def __init__(
+        self,
+        faults: Faults,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``clock`` gives the service's time (epoch seconds), for Retry-After dates;
+        ``monotonic`` the time the load model's bucket fills with."""
         self.faults = faults
         self._clock = clock
+        self._monotonic = monotonic
+        self._capacity = self._make_capacity()
         self._lock = threading.Lock()
         self._rng = random.Random(faults.fault_seed)
         # Movements draw from their own RNG, so switching them on leaves the rate faults'
@@ -168,10 +188,23 @@ class FaultPlanner:
         self._list_requests = 0
         self._seen: tuple[int, int] = (id(faults), faults._version)
 
+    def _make_capacity(self) -> Capacity:
+        f = self.faults
+        return Capacity(
+            f.capacity_rps, f.capacity_in_flight, f.capacity_burst, now=self._monotonic()
+        )
+
     def _restart_on_change(self) -> None:
         """Restart the RNGs and the list-request count when a fault setting changed."""
         f = self.faults
         if (id(f), f._version) != self._seen:
+            c = self._capacity
+            if (c.rps, c.in_flight, c.burst) != (
+                f.capacity_rps,
+                f.capacity_in_flight,
+                f.capacity_burst or max(1.0, f.capacity_rps or 1.0),
+            ):
+                self._capacity = self._make_capacity()  # a new bucket, full
             self._rng.seed(f.fault_seed)
             self._moves_rng.seed(f"list-moves/{f.fault_seed}")
             self._list_since_change = 0
@@ -190,15 +223,27 @@ class FaultPlanner:
             kind = self._moves_rng.choice(parse_move_kinds(f.list_moves))
             return PlannedMove(kind, self._moves_rng.getrandbits(64), self._list_requests)
 
-    def plan(self) -> Plan:
-        """The plan for the next request; consumes ``*_next`` counters."""
+    def plan(self, in_flight: int = 1) -> Plan:
+        """The plan for the next request, ``in_flight`` handled now (itself included);
+        consumes ``*_next`` counters."""
         with self._lock:
             self._restart_on_change()
             f = self.faults
             rng = self._rng
+            slowdown = 1.0
+            if self._capacity.active:
+                # The gateway's own refusals come first, at once, and count as no other fault.
+                admission = self._capacity.admit(self._monotonic(), in_flight)
+                if admission.status == 503:
+                    return Plan(reply=api_error(503, "Service Unavailable (over capacity)"))
+                if admission.status == 429:
+                    wait = admission.retry_after
+                    return Plan(reply=rate_limited(wait, f.retry_after_format, self._clock()))
+                slowdown = admission.slowdown
             delay = max(0.0, f.latency_ms) / 1000
             if f.latency_jitter_ms > 0:
                 delay += rng.random() * f.latency_jitter_ms / 1000
+            delay *= slowdown
             if f.fail_after is not None:
                 # Bookkeeping writes bypass __setattr__: they must not restart the RNG.
                 object.__setattr__(f, "_since_fail_after", f._since_fail_after + 1)

@@ -236,12 +236,25 @@ class Sandbox:
         return self._stats.max_in_flight
 
     @property
+    def statuses(self) -> Counter[int | None]:
+        """Answers per HTTP status since the last reset (a copy; ``None``: dropped):
+        ``sb.statuses[429]``."""
+        return self._stats.status_snapshot()
+
+    def per_second(self) -> list[dict[str, int]]:
+        """The answers second by second since the last reset, as the load model's tests
+        read them: ``[{"second": 0, "requests": 21, "ok": 20, "429": 1,
+        "peak_in_flight": 12}, ...]`` (absent keys: 0)."""
+        return self._stats.series()
+
+    @property
     def connections_total(self) -> int:
         """TCP connections accepted since the last reset (keep-alive keeps this low)."""
         return self._stats.connections
 
     def reset_counters(self) -> None:
-        """Zero the counters, the total, the connection count and ``max_in_flight``.
+        """Zero the counters, the total, the connection count, ``max_in_flight``, the
+        statuses and the per-second series (its second 0 starts now).
 
         ``movements`` stay: :meth:`clear_movements` forgets them.
         """

@@ -3,7 +3,8 @@
 Standard library only (``http.server``). Every connection gets a daemon thread and is
 kept alive (HTTP/1.1 with Content-Length), so a client's pool reuses connections and
 requests that sleep (latency, hangs) never hold up others. Requests are answered in this
-order, outermost first, as a gateway in front of an API would: planned faults (latency,
+order, outermost first, as a gateway in front of an API would: the load model's refusals
+(``load.py``: 429 over the rate, 503 over the requests in flight), planned faults (latency,
 dropped connection, hang, 503 after N, 429, 5xx, garbage), then the token, the route and
 its parameters, and last the data faults (the list moving before an ``exploratory_tests``
 request is answered, poisoned tests, 524 on large ``bugs`` requests). Every response's
@@ -17,8 +18,10 @@ import re
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -71,27 +74,50 @@ def _route(path: str) -> _Route | None:
 
 
 class Stats:
-    """Requests served per endpoint kind, and how many were handled at once."""
+    """Requests served per endpoint kind, how many were handled at once, and the answers:
+    per status (``statuses``; ``None`` for a dropped connection) and per second since the
+    last reset (``per_second``), which the load tests read."""
 
-    def __init__(self) -> None:
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
+        self._monotonic = monotonic
         self.counters: Counter[str] = Counter()
         self.total = 0
         self.in_flight = 0
         self.max_in_flight = 0
         self.connections = 0
+        self.statuses: Counter[int | None] = Counter()
+        self._started = monotonic()
+        self._seconds: dict[int, Counter[str]] = {}
 
-    def begin(self, kind: str | None) -> None:
+    def begin(self, kind: str | None) -> int:
+        """Count a request arriving; returns the requests in flight, itself included."""
         with self._lock:
             self.total += 1
             if kind is not None:
                 self.counters[kind] += 1
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            second = self._seconds.setdefault(self._second(), Counter())
+            second["requests"] += 1
+            second["peak_in_flight"] = max(second["peak_in_flight"], self.in_flight)
+            return self.in_flight
 
-    def end(self) -> None:
+    def end(self, status: int | None = None) -> None:
+        """Count a request answered with ``status`` (None: no answer was sent)."""
         with self._lock:
             self.in_flight -= 1
+            self.statuses[status] += 1
+            second = self._seconds.setdefault(self._second(), Counter())
+            if status is None:
+                second["dropped"] += 1
+            elif 200 <= status < 300:
+                second["ok"] += 1
+            else:
+                second[str(status)] += 1
+
+    def _second(self) -> int:
+        return int(self._monotonic() - self._started)
 
     def connected(self) -> None:
         with self._lock:
@@ -103,10 +129,26 @@ class Stats:
             self.total = 0
             self.max_in_flight = self.in_flight
             self.connections = 0
+            self.statuses = Counter()
+            self._started = self._monotonic()
+            self._seconds = {}
 
     def snapshot(self) -> Counter[str]:
         with self._lock:
             return Counter(self.counters)
+
+    def status_snapshot(self) -> Counter[int | None]:
+        with self._lock:
+            return Counter(self.statuses)
+
+    def series(self) -> list[dict[str, int]]:
+        """One row per whole second since the last reset, up to now: requests arriving,
+        answers (``ok`` for 2xx, ``"429"``, ``"503"``, ... by status, ``dropped``) and the
+        most requests in flight, e.g. ``{"second": 3, "requests": 21, "ok": 20, "429": 1,
+        "peak_in_flight": 12}``."""
+        with self._lock:
+            last = self._second()
+            return [{"second": n, **dict(self._seconds.get(n, Counter()))} for n in range(last + 1)]
 
 
 def _int_param(query: dict[str, list[str]], name: str, default: int) -> int:
@@ -220,9 +262,10 @@ class SandboxServer(ThreadingHTTPServer):
         """Answer one request: faults first, then the API."""
         split = urlsplit(handler.path)
         route = _route(split.path) if allowed else None
-        self.stats.begin(route.kind if route else None)
+        in_flight = self.stats.begin(route.kind if route else None)
+        counted = False
         try:
-            plan = self.planner.plan()
+            plan = self.planner.plan(in_flight)
             if plan.delay:
                 self.stopping.wait(plan.delay)
             if plan.hang:
@@ -241,9 +284,14 @@ class SandboxServer(ThreadingHTTPServer):
                     # A sandbox bug must still answer, like the real service's 500 would.
                     traceback.print_exc()
                     reply = api_error(500, "Internal Server Error (sandbox bug)")
+            # Counted as answered before the bytes go out: a client that reads the counts
+            # right after its answer finds that answer in them.
+            counted = True
+            self.stats.end(reply.status)
             self._send(handler, reply)
         finally:
-            self.stats.end()
+            if not counted:
+                self.stats.end(None)  # dropped, or the server stopped: no answer
 
     def _answer(self, route: _Route | None, query_string: str, handler: _Handler) -> Reply:
         faults = self.planner.faults
