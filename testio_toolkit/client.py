@@ -65,6 +65,7 @@ from .errors import (
     AuthenticationError,
     ConfigError,
     NotFound,
+    PagingIgnored,
     PermissionDenied,
     RateLimited,
     ServiceError,
@@ -354,6 +355,16 @@ def refusal_error(
     else:
         cls, why = ApiError, f"HTTP {status_code}"
     return cls(f"{what} failed: {why}", endpoint=endpoint, status_code=status_code)
+
+
+def repeats_first_page(first: Sequence[int], ids: Sequence[int]) -> bool:
+    """A later page that holds the first tests of page 1, in page 1's order: the host
+    ignores ``page`` (a moving list shifts items by a few offsets, never by a page).
+
+    >>> repeats_first_page([9, 8, 7], [9, 8]), repeats_first_page([9, 8, 7], [7, 6])
+    (True, False)
+    """
+    return len(ids) >= 2 and list(ids) == list(first[: len(ids)])
 
 
 def unique_ids(ids: Iterable[int]) -> list[int]:
@@ -656,6 +667,8 @@ class TestIOClient:
         self._bug_sizer = BugBatchSizer(self.options.bug_batch_size)
         self._bug_probe = asyncio.Lock()
         self._in_flight = 0
+        # The ids of each product's last page 1, to notice a host that ignores `page`.
+        self._first_pages: dict[int, list[int]] = {}
         self._paused_until = -math.inf  # monotonic instant; set by any 429, awaited by all
 
     def __repr__(self) -> str:
@@ -707,13 +720,22 @@ class TestIOClient:
         A page shorter than ``per_page`` is the last. A 500 that persists raises
         ``ServiceError(status_code=500)`` after ``max_attempts_500`` attempts.
         """
+        # Always with `page`: without it the service answers only its last 150 tests.
         params = {"page": page, "per_page": per_page or self.options.per_page}
-        return await self._get_list(
-            f"products/{product_id}/exploratory_tests",
-            params,
-            "exploratory_tests",
-            salvageable=True,
-        )
+        path = f"products/{product_id}/exploratory_tests"
+        items = await self._get_list(path, params, "exploratory_tests", salvageable=True)
+        ids = [int(item["id"]) for item in items if isinstance(item, dict) and "id" in item]
+        if page == 1:
+            self._first_pages[product_id] = ids
+        elif repeats_first_page(self._first_pages.get(product_id, []), ids):
+            raise PagingIgnored(
+                f"{describe_request(path, params)} on {self._shown_url} answered with the "
+                f"tests of page 1: this host ignores paging, so the list cannot be read "
+                f"whole (nothing was stored twice); {self._base_url_hint}: staging hosts "
+                f"may ignore `page`, {DEFAULT_BASE_URL} does not",
+                endpoint=path,
+            )
+        return items
 
     async def test(self, test_id: int) -> dict[str, Any]:
         """One exploratory test in detail, with ``product: {id, name}``."""

@@ -20,6 +20,7 @@ The tree, by what a caller can do about it::
     │   ├── NotFound (LookupError)      404: no such product or test
     │   ├── RateLimited                 429 that did not clear in time
     │   └── ServiceError                5xx, timeouts, dropped connections, garbage bodies
+    │       └── PagingIgnored           the host answers every page with page 1
     ├── ExportError                     the team's copy could not be written (tt.export)
     └── StoreError                      the local database cannot be used
         ├── SyncInProgress              another process holds the writer lock
@@ -108,6 +109,11 @@ class ServiceError(ApiError):
     """The service failed: 5xx, timeout, dropped connection, or a body that is not JSON."""
 
 
+class PagingIgnored(ServiceError):
+    """The host answered a later page of a product's test list with the tests of page 1
+    (some staging hosts ignore ``page``): the list cannot be read whole there."""
+
+
 class ExportError(ToolkitError):
     """An export (``tt.export``) failed: the extra is missing, the destination is out of
     reach, full, busy, or holds another account. The mirror is untouched."""
@@ -158,6 +164,7 @@ __all__ = [
     "ConfirmationRequired",
     "NoBackup",
     "NotFound",
+    "PagingIgnored",
     "PermissionDenied",
     "RateLimited",
     "RebuildFailed",

@@ -234,14 +234,19 @@ def test_test_ids_are_global_six_digit_ids_with_gaps(sb: Sandbox) -> None:
 # -- paging and order ------------------------------------------------------------------
 
 
-def test_paging_defaults_to_the_first_page_of_25(sb: Sandbox, client: httpx.Client) -> None:
+def test_per_page_defaults_to_25_and_without_page_the_newest_150_are_served(
+    sb: Sandbox, client: httpx.Client
+) -> None:
     pid = products_by_size(sb.truth())[0]
-    default = client.get(f"products/{pid}/exploratory_tests").json()
+    default = client.get(f"products/{pid}/exploratory_tests", params={"page": 1}).json()
     explicit = client.get(
         f"products/{pid}/exploratory_tests", params={"page": 1, "per_page": 25}
     ).json()
     assert default == explicit
     assert len(default["exploratory_tests"]) == 25
+    # The service's quirk (testio-api.md): no `page`, only its last 150 tests (here all 75).
+    unpaged = client.get(f"products/{pid}/exploratory_tests", params={"per_page": 25}).json()
+    assert [t["id"] for t in unpaged["exploratory_tests"]] == sb.test_ids(pid)[:150]
 
 
 def test_exact_multiple_of_25_costs_an_extra_empty_page(sb: Sandbox, client: httpx.Client) -> None:

@@ -100,6 +100,7 @@ class Faults:
     capacity_rps: float | None = None
     capacity_in_flight: int | None = None
     capacity_burst: float | None = None
+    ignore_paging: bool = False  # every exploratory_tests page answers page 1 (staging hosts)
     fault_seed: int = 0
     # Bookkeeping, not switches: requests seen since fail_after was set, and a counter of
     # assignments that tells the planner to restart its RNG.

@@ -161,6 +161,21 @@ def _int_param(query: dict[str, list[str]], name: str, default: int) -> int:
     return int(value)
 
 
+# Without `page`, the service answers only its last (newest) 150 tests, whatever
+# `per_page` says (the official client warns about it).
+UNPAGED_TESTS = 150
+
+
+def _paging(query: dict[str, list[str]], *, ignore_paging: bool) -> tuple[int, int]:
+    """(page, per_page) of an ``exploratory_tests`` request as the service serves it: the
+    newest 150 without ``page``; page 1 for every page on a host that ignores paging."""
+    per_page = _int_param(query, "per_page", 25)
+    if "page" not in query:
+        return 1, UNPAGED_TESTS
+    page = _int_param(query, "page", 1)
+    return (1 if ignore_paging else page), per_page
+
+
 def _test_ids(query: dict[str, list[str]]) -> list[int]:
     raw = ",".join(query.get("filter_test_cycle_ids", []))
     parts = [p.strip() for p in raw.split(",") if p.strip()]
@@ -309,8 +324,7 @@ class SandboxServer(ThreadingHTTPServer):
             if route.kind == "product":
                 return json_reply(world.product_json(route.ids[0]))
             if route.kind == "exploratory_tests":
-                page = _int_param(query, "page", 1)
-                per_page = _int_param(query, "per_page", 25)
+                page, per_page = _paging(query, ignore_paging=faults.ignore_paging)
                 poisoned = set(faults.poisoned_test_ids)
                 move = self.planner.list_move()
                 body = world.tests_page_json(route.ids[0], page, per_page, poisoned, move)
