@@ -332,11 +332,19 @@ def tests(
 def _lists(frame: pd.DataFrame) -> pd.DataFrame:
     for column in _JSON_LISTS:
         if column in frame.columns:
-            frame[column] = [_parsed(v) for v in frame[column]]
-    for column in ("created_by", "submitted_by", "expected_result", "actual_result"):
+            values = [_parsed(v) if isinstance(v, str) else None for v in frame[column]]
+            frame[column] = pd.Series(values, index=frame.index, dtype="object")
+    for column in ("created_by", "submitted_by", "feature", "expected_result", "actual_result"):
         if column in frame.columns:
-            frame[column] = frame[column].astype("object").where(frame[column].notna(), None)
+            frame[column] = _texts(frame[column])
     return frame
+
+
+def _texts(column: pd.Series) -> pd.Series:
+    """Text with None (not NaN) where there is none: what the record says."""
+    return pd.Series(
+        [v if isinstance(v, str) else None for v in column], index=column.index, dtype="object"
+    )
 
 
 # A bug's columns out of its JSON: its feature (the test feature it was filed under, the
@@ -434,7 +442,7 @@ def bug_devices(
         frame[column] = frame[column].astype("Int64")
     frame = _typed(frame)
     for column in ("device", "os", "os_version", "browser"):
-        frame[column] = frame[column].astype("object").where(frame[column].notna(), None)
+        frame[column] = _texts(frame[column])
     return frame
 
 
