@@ -25,12 +25,22 @@ import pandas as pd
 from .errors import ConfigError
 from .rows import Moment, parse_since
 from .store import Store, translate_error
-from .vocabulary import SCRUB, BugStatus, ChangeKind, Entity, Mode, RunStatus, TestStatus
+from .vocabulary import (
+    SCRUB,
+    BugStatus,
+    ChangeKind,
+    Entity,
+    Mode,
+    RunStatus,
+    Severity,
+    TestingType,
+    TestStatus,
+)
 
 TEST_STATUSES = tuple(status.value for status in TestStatus)
-TESTING_TYPES = ("coverage", "focused", "rapid", "external")
+TESTING_TYPES = tuple(kind.value for kind in TestingType)
 BUG_STATUSES = tuple(status.value for status in BugStatus)
-SEVERITIES = ("low", "high", "critical", "visual", "content")
+SEVERITIES = tuple(severity.value for severity in Severity)
 RUN_STATUSES = tuple(status.value for status in RunStatus)
 ENTITIES = tuple(entity.value for entity in Entity)
 CHANGE_KINDS = tuple(kind.value for kind in ChangeKind)

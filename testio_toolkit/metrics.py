@@ -50,7 +50,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from .errors import ConfigError
-from .vocabulary import BugStatus, RunStatus, TestStatus
+from .vocabulary import DECIDED_BUG_STATUSES, BugStatus, RunStatus, TestStatus
 
 HEALTHY, WARNING, CRITICAL = "healthy", "warning", "critical"
 
@@ -86,7 +86,6 @@ COLOURS = {HEALTHY: "#d4edda", WARNING: "#fff3cd", CRITICAL: "#f8d7da"}
 
 # Tests that never ran: not started yet, or called off.
 _NOT_RUN = frozenset({TestStatus.INITIALIZED, TestStatus.WAITING, TestStatus.CANCELLED})
-_DECIDED = (BugStatus.ACCEPTED, BugStatus.REJECTED)
 _COUNTS = (
     "tests_run",
     "bugs",
@@ -371,7 +370,7 @@ def review_times(bugs: pd.DataFrame, changes: pd.DataFrame, runs: pd.DataFrame) 
         (changes["entity"].astype("object") == "bug")
         & (changes["kind"].astype("object") == "changed")
         & (changes["field"] == "status")
-        & changes["new"].isin(list(_DECIDED))
+        & changes["new"].isin(sorted(DECIDED_BUG_STATUSES))
     ]
     first = status_changes.sort_values(["at", "id"]).drop_duplicates("entity_id")
     if first.empty:

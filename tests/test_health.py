@@ -16,6 +16,7 @@ import testio_toolkit as tt
 from testio_toolkit import ConfigError
 from testio_toolkit.rows import parse_since, to_utc
 from testio_toolkit.sandbox import Sandbox
+from testio_toolkit.vocabulary import BugStatus, Severity, TestingType
 
 
 def when(value: Any) -> str | None:
@@ -317,3 +318,27 @@ def test_health_totals_match_the_sandbox_records(synced: tt.Mirror, sandbox: San
     assert per_product["bugs"].sum() == len(bugs)
     names = {v["name"] for v in truth.products.values()}
     assert set(per_product["product"]) == names
+
+
+# -- the vocabularies ----------------------------------------------------------------------------
+
+
+def test_the_service_vocabularies_come_first_and_unknown_values_follow(
+    synced: tt.Mirror, sandbox: Sandbox
+) -> None:
+    truth = sandbox.truth()
+    held = {v["severity"] for v in truth.bugs.values()}
+    unknown = sorted(held - {s.value for s in Severity})
+    assert unknown, "the sandbox serves a severity the API notes do not list"
+
+    frame = synced.bugs()
+
+    categories = list(frame["severity"].cat.categories)
+    assert categories == [s.value for s in Severity] + unknown
+    assert list(frame["status"].cat.categories)[:6] == [s.value for s in BugStatus]
+    tests = synced.tests()
+    assert list(tests["testing_type"].cat.categories)[:6] == [t.value for t in TestingType]
+    odd = synced.bugs(severity=unknown[0])
+    assert set(odd["id"]) == {b for b, v in truth.bugs.items() if v["severity"] == unknown[0]}
+    with pytest.raises(ConfigError, match=r"valid values: low, high, critical, suggestion"):
+        synced.bugs(severity="nope")
