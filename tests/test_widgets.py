@@ -442,3 +442,19 @@ def test_progress_only_moves_forward_and_names_its_phase() -> None:
     tally.add(ProgressEvent("bugs", total=500))
     assert tally.fraction() == 0.25
     assert tally.text() == ("reading bugs · products 1/4 · tests read 30 · bug lists 10/550")
+
+
+def test_the_panel_shows_the_worst_product_quarters_by_the_thresholds(synced: tt.Mirror) -> None:
+    health = synced.health(by="product", period="quarter")
+    grades = health.grades()
+    critical = (grades == "critical").sum(axis=1)
+    worst = health.loc[critical.sort_values(ascending=False, kind="stable").index[:3]]
+
+    panel = Panel(synced)
+
+    card = panel.health_html.value
+    assert "Health: the worst product quarters" in card
+    assert card.count("<tr><td>") == 3
+    for product, period in zip(worst["product"], worst["period"], strict=True):
+        assert f"<tr><td>{product}</td><td>{period}</td>" in card
+    assert card.count("background-color: #f8d7da") == int(critical.loc[worst.index].sum())
