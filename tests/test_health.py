@@ -4,6 +4,9 @@ synced, time to review from a real status change, the health totals."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +20,8 @@ from testio_toolkit import ConfigError
 from testio_toolkit.rows import parse_since, to_utc
 from testio_toolkit.sandbox import Sandbox
 from testio_toolkit.vocabulary import BugStatus, Severity, TestingType
+
+from .conftest import cli
 
 
 def when(value: Any) -> str | None:
@@ -342,3 +347,45 @@ def test_the_service_vocabularies_come_first_and_unknown_values_follow(
     assert set(odd["id"]) == {b for b, v in truth.bugs.items() if v["severity"] == unknown[0]}
     with pytest.raises(ConfigError, match=r"valid values: low, high, critical, suggestion"):
         synced.bugs(severity="nope")
+
+
+# -- the terminal ------------------------------------------------------------------------------
+
+
+def test_the_cli_lists_tests_bugs_and_health_with_the_same_filters(
+    synced_env: dict[str, str], sandbox: Sandbox
+) -> None:
+    truth = sandbox.truth()
+    start, end = "2025-04-01T00:00:00Z", "2025-07-01T00:00:00Z"
+
+    tests = cli(
+        "tests", "--since", "2025-Q2", "--until", "2025-Q2", "--format", "json", env=synced_env
+    )
+    bugs = cli(
+        "bugs", "--since", "2025-05", "--until", "2025-05", "--format", "csv", env=synced_env
+    )
+    health = cli("health", "--period", "none", "--format", "json", env=synced_env)
+    table = cli("bugs", "--severity", "critical", env=synced_env)
+
+    assert tests.exit_code == 0, tests.stderr
+    rows = json.loads(tests.stdout)
+    assert {r["id"] for r in rows} == {
+        t for t, v in truth.tests.items() if v["end_at"] is None or in_span(v["end_at"], start, end)
+    }
+    assert all(isinstance(r["feature_ids"], list) for r in rows)
+    parsed = list(csv.DictReader(io.StringIO(bugs.stdout)))
+    may = {
+        b
+        for b, v in truth.bugs.items()
+        if in_span(v["created_at"], "2025-05-01T00:00:00Z", "2025-06-01T00:00:00Z")
+    }
+    assert {int(r["id"]) for r in parsed} == may
+    whole = json.loads(health.stdout)
+    assert len(whole) == 1 and whole[0]["bugs"] == len(truth.bugs)
+    assert whole[0]["rejection_rate_grade"] in ("healthy", "warning", "critical")
+    critical = sum(v["severity"] == "critical" for v in truth.bugs.values())
+    assert table.exit_code == 0 and len(table.stdout.splitlines()) == critical + 2
+    bad = cli("tests", "--since", "3m", env=synced_env)
+    assert bad.exit_code == 2 and "months are written 3mo" in bad.stderr
+    unknown = cli("bugs", "--test", "No such test", env=synced_env)
+    assert unknown.exit_code == 2 and "unknown test 'No such test'" in unknown.stderr
