@@ -65,6 +65,7 @@ if typing.TYPE_CHECKING:
     from . import frames
     from .api import BaseMirror, Products, Since
     from .metrics import HealthFrame
+    from .reporting import Report
     from .results import ProgressCallback
     from .widgets import ActionButton, Panel
 
@@ -238,6 +239,17 @@ def health(
     return default_mirror().health(by, period, product, since, until=until, thresholds=thresholds)
 
 
+def report(
+    product: frames.Filter = None,
+    period: str = "",
+    *,
+    path: str | Path | None = None,
+) -> Report:
+    """A period's report as HTML and Markdown: ``tt.report(product=12, period="2026-Q3")``;
+    ``path="q3.md"`` (or ``.html``) saves it; see ``Mirror.report``."""
+    return default_mirror().report(product, period, path=path)
+
+
 def runs() -> pd.DataFrame:
     """The run history as a DataFrame: ``tt.runs()``."""
     return default_mirror().runs()
@@ -349,6 +361,7 @@ __all__ = [
     "products",
     "refresh",
     "refresh_button",
+    "report",
     "restore",
     "retry_unreadable",
     "review_times",

@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 
     from . import frames
     from .metrics import HealthFrame
+    from .reporting import Report
     from .sandbox import Sandbox
 
 log = logging.getLogger(__name__)
@@ -595,6 +596,64 @@ class BaseMirror:
         return metrics.health(
             bugs, tests, by=by, period=period, thresholds=thresholds, reviews=reviews
         )
+
+    def report(
+        self,
+        product: frames.Filter = None,
+        period: str = "",
+        *,
+        path: str | Path | None = None,
+    ) -> Report:
+        """A period's report: its measures against the period before, the trend inside
+        it and the top features by bugs, as HTML (shown in a notebook) and Markdown;
+        ``path`` also saves it (``.html``: a page; else Markdown). ``period`` is a quarter
+        ``"2026-Q3"`` or a month ``"2026-07"``.
+
+        >>> tt.report(product=12, period="2026-Q3")
+        >>> tt.report(product=12, period="2026-07", path="july.md")
+        """
+        from . import frames, metrics
+        from .reporting import Report, bounds, label, parse_period, top_features
+
+        self._check_path()
+        self._scrub_before_reading()
+        chosen = parse_period(period)
+        before = chosen - 1
+        start, end = bounds(chosen)
+        bugs = frames.bugs(self.path, product=product, since=start, until=end)
+        tests = frames.tests(self.path, product=product, since=start, until=end)
+        feed = frames.changes(self.path, since=None, product=product, entity="bug")
+        runs = frames.runs(self.path)
+        reviews = metrics.review_times(bugs, feed, runs)
+        earlier = bounds(before)
+        old_bugs = frames.bugs(self.path, product=product, since=earlier[0], until=earlier[1])
+        old_tests = frames.tests(self.path, product=product, since=earlier[0], until=earlier[1])
+        inner = "month" if chosen.freqstr.startswith("Q") else "week"
+        names = sorted(set(frames.products(self.path)["name"]))
+        if product is not None:
+            names = sorted(
+                {str(n) for n in bugs["product"].dropna()}
+                | {str(n) for n in tests["product"].dropna()}
+            ) or [str(product)]
+        title = f"{', '.join(names)}: {label(chosen)}"
+        built = Report(
+            title=title,
+            period=label(chosen),
+            previous_period=label(before),
+            measures=metrics.health(bugs, tests, by=None, period=None, reviews=reviews),
+            previous=metrics.health(
+                old_bugs,
+                old_tests,
+                by=None,
+                period=None,
+                reviews=metrics.review_times(old_bugs, feed, runs),
+            ),
+            trend=metrics.health(bugs, tests, by=None, period=inner, reviews=reviews),
+            features=top_features(metrics.health(bugs, tests, by="feature", period=None)),
+        )
+        if path is not None:
+            built.save(path)
+        return built
 
     def runs(self) -> pd.DataFrame:
         """The run history: mode, status, started_at, ended_at, seconds, requests, counts.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -389,3 +390,50 @@ def test_the_cli_lists_tests_bugs_and_health_with_the_same_filters(
     assert bad.exit_code == 2 and "months are written 3mo" in bad.stderr
     unknown = cli("bugs", "--test", "No such test", env=synced_env)
     assert unknown.exit_code == 2 and "unknown test 'No such test'" in unknown.stderr
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+
+def test_a_quarter_report_against_the_records_saved_in_one_call(
+    synced: tt.Mirror, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    truth = sandbox.truth()
+    pid = max(
+        truth.products,
+        key=lambda p: sum(truth.product_of_test[v["test"]["id"]] == p for v in truth.bugs.values()),
+    )
+    start, end = "2025-04-01T00:00:00Z", "2025-07-01T00:00:00Z"
+    bugs = [
+        v
+        for v in truth.bugs.values()
+        if truth.product_of_test[v["test"]["id"]] == pid and in_span(v["created_at"], start, end)
+    ]
+    by_feature: dict[str, int] = {}
+    for bug in bugs:
+        if bug.get("test_feature"):
+            by_feature[bug["test_feature"]["title"]] = (
+                by_feature.get(bug["test_feature"]["title"], 0) + 1
+            )
+    top = sorted(by_feature.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+    target = tmp_path / "q2.md"
+
+    report = synced.report(product=pid, period="2025-Q2", path=target)
+
+    text = target.read_text(encoding="utf-8")
+    assert text == report.markdown()
+    assert text.startswith(f"# {truth.products[pid]['name']}: 2025-Q2")
+    assert f"| Bugs reported | {len(bugs)} |" in text
+    rejected = sum(b["status"] == "rejected" for b in bugs)
+    assert f"| Rejected | {rejected} |" in text
+    name = re.escape(truth.products[pid]["name"])
+    assert re.search(rf"\|\s*{name}\s*\|\s*{re.escape(top[0])}\s*\|\s*{top[1]}\s*\|", text)
+    assert report.features.iloc[0]["feature"] == top[0]
+    assert list(report.trend["period"]) == ["2025-04", "2025-05", "2025-06"]
+    assert report.previous_period == "2025-Q1"
+    page = tmp_path / "q2.html"
+    report.save(page)
+    assert "<h3>Top features by bugs</h3>" in page.read_text(encoding="utf-8")
+    assert report._repr_html_() in page.read_text(encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"give a quarter \(2026-Q3\) or a month"):
+        synced.report(period="summer")
