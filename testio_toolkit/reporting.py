@@ -123,6 +123,9 @@ class Report:
     def _repr_html_(self) -> str:
         return self.html()
 
+    def __repr__(self) -> str:
+        return f"<Report {self.title!r}: .markdown(), .html(), .save(path)>"
+
     def save(self, path: str | Path) -> Path:
         """Write the report: ``.html`` as a page, anything else as Markdown."""
         target = Path(path)
