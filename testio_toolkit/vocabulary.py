@@ -46,12 +46,13 @@ class BugStatus(_Word):
     """A bug's status on the service: open (submitted, manager_approved, forwarded,
     question) or decided (accepted, rejected)."""
 
-    SUBMITTED = "submitted"
-    MANAGER_APPROVED = "manager_approved"
-    FORWARDED = "forwarded"
-    QUESTION = "question"
+    # The first three in the order the mirror always listed them (frames' categories).
     ACCEPTED = "accepted"
     REJECTED = "rejected"
+    FORWARDED = "forwarded"
+    SUBMITTED = "submitted"
+    MANAGER_APPROVED = "manager_approved"
+    QUESTION = "question"
 
 
 # Statuses of a decided bug (the health measures count these, ``metrics.py``).
@@ -61,14 +62,15 @@ DECIDED_BUG_STATUSES = frozenset({BugStatus.ACCEPTED, BugStatus.REJECTED})
 class Severity(_Word):
     """A bug's severity on the service."""
 
+    # The first five in the order the mirror always listed them (frames' categories).
     LOW = "low"
     HIGH = "high"
     CRITICAL = "critical"
+    VISUAL = "visual"
+    CONTENT = "content"
     SUGGESTION = "suggestion"
     TEST_CASE = "test_case"
     SPELLING = "spelling"
-    CONTENT = "content"
-    VISUAL = "visual"
 
 
 class TestingType(_Word):
@@ -77,12 +79,13 @@ class TestingType(_Word):
 
     __test__ = False
 
+    # The first four in the order the mirror always listed them (frames' categories).
     COVERAGE = "coverage"
-    USABILITY = "usability"
-    RAPID = "rapid"
     FOCUSED = "focused"
-    CUSTOM = "custom"
+    RAPID = "rapid"
     EXTERNAL = "external"
+    USABILITY = "usability"
+    CUSTOM = "custom"
 
 
 class Mode(_Word):

@@ -346,7 +346,9 @@ def test_the_service_vocabularies_come_first_and_unknown_values_follow(
     assert list(tests["testing_type"].cat.categories)[:6] == [t.value for t in TestingType]
     odd = synced.bugs(severity=unknown[0])
     assert set(odd["id"]) == {b for b, v in truth.bugs.items() if v["severity"] == unknown[0]}
-    with pytest.raises(ConfigError, match=r"valid values: low, high, critical, suggestion"):
+    with pytest.raises(
+        ConfigError, match=r"valid values: low, high, critical, visual, content, suggestion"
+    ):
         synced.bugs(severity="nope")
 
 
