@@ -351,7 +351,7 @@ def review_times(bugs: pd.DataFrame, changes: pd.DataFrame, runs: pd.DataFrame) 
 
     No field of the service says when a bug was decided: the mirror sees it when a run
     reads the bug again. So each time is a window: the decision happened after the
-    previous run that read the product began (it saw the bug still open) and before the
+    previous run that read the product successfully began (it saw the bug still open) and before the
     run that recorded the change ended. Columns: the bug's ``id``, ``product_id``,
     ``product``, ``test_id``, ``test_title``, ``feature``, ``severity``, ``created_at``,
     ``status`` (the decision), ``auto`` (the ``auto_accepted`` flag: no one reviewed it),
@@ -405,20 +405,33 @@ def review_times(bugs: pd.DataFrame, changes: pd.DataFrame, runs: pd.DataFrame) 
 
 
 def _window(runs: pd.DataFrame, run_id: int, product_id: int) -> tuple[Any, Any]:
-    """(start of the previous run that read ``product_id``, end of run ``run_id``)."""
+    """(start of the previous run that read ``product_id`` successfully, end of run
+    ``run_id``)."""
     this = runs[runs["id"] == run_id]
     end = this["ended_at"].iloc[0] if len(this) else None
     if end is None or pd.isna(end):
         end = this["started_at"].iloc[0] if len(this) else None
-    done = runs["status"].astype("object").isin([RunStatus.SUCCESS, RunStatus.PARTIAL])
-    earlier = runs[(runs["id"] < run_id) & done & (runs["mode"].astype("object") != "scrub")]
-    read = [_reads(f, product_id) for f in earlier["product_filter"]]
+    earlier = runs[(runs["id"] < run_id) & (runs["mode"].astype("object") != "scrub")]
+    statuses = earlier["product_status"] if "product_status" in earlier.columns else None
+    read = [
+        _reads(
+            row.status, row.product_filter, None if statuses is None else statuses[i], product_id
+        )
+        for i, row in zip(earlier.index, earlier.itertuples(), strict=True)
+    ]
     earlier = earlier[read]
     start = earlier["started_at"].max() if len(earlier) else None
     return (None if start is None or pd.isna(start) else start), end
 
 
-def _reads(product_filter: Any, product_id: int) -> bool:
+def _reads(status: Any, product_filter: Any, per_product: Any, product_id: int) -> bool:
+    """Whether a run read the product whole: its per-product outcome says success (a
+    partial or failed product may not have seen the bug); without one (older runs), the
+    run succeeded and its filter included the product."""
+    if isinstance(per_product, dict) and per_product:
+        return per_product.get(str(product_id)) == RunStatus.SUCCESS
+    if str(status) not in (RunStatus.SUCCESS, RunStatus.PARTIAL):
+        return False
     if product_filter is None or (not isinstance(product_filter, list) and pd.isna(product_filter)):
         return True
     return product_id in [int(p) for p in product_filter]

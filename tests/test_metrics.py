@@ -280,6 +280,19 @@ def test_time_to_review_is_a_window_between_the_runs_around_the_decision() -> No
     assert bool(times.loc[1, "auto"]) is True
 
 
+def test_a_run_whose_outcome_for_the_product_was_not_success_is_no_lower_bound() -> None:
+    runs = runs_frame()
+    # Run 1 read product 1 only partially (the list moved): it may not have seen bug 2.
+    runs["product_status"] = [{"1": "partial"}, {"1": "success"}, None, None, None]
+
+    times = review_times(frame_of_bugs(), changes_frame(), runs).set_index("id")
+
+    assert times.loc[2, "decided_after"] == pd.Timestamp("2026-01-06T00:00:00Z")  # created
+    assert times.loc[2, "review_hours_min"] == 0.0
+    # Run 2 read it whole: bug 6's window still starts at its creation (after run 2).
+    assert times.loc[6, "decided_after"] == pd.Timestamp("2026-03-02T00:00:00Z")
+
+
 def test_the_health_median_leaves_auto_accepted_bugs_out() -> None:
     reviews = review_times(frame_of_bugs(), changes_frame(), runs_frame())
 
