@@ -351,8 +351,8 @@ def review_times(bugs: pd.DataFrame, changes: pd.DataFrame, runs: pd.DataFrame) 
 
     No field of the service says when a bug was decided: the mirror sees it when a run
     reads the bug again. So each time is a window: the decision happened after the
-    previous run that read the product successfully began (it saw the bug still open) and before the
-    run that recorded the change ended. Columns: the bug's ``id``, ``product_id``,
+    previous run that read the product successfully began (it saw the bug still open)
+    and before the run that recorded the change ended. Columns: the bug's ``id``, ``product_id``,
     ``product``, ``test_id``, ``test_title``, ``feature``, ``severity``, ``created_at``,
     ``status`` (the decision), ``auto`` (the ``auto_accepted`` flag: no one reviewed it),
     ``decided_after`` / ``decided_by`` (the window), ``review_hours_min`` /
