@@ -71,12 +71,15 @@ from .scrub import ScrubReport
 
 if typing.TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
     import pandas as pd
     import sqlite_utils
 
     from . import frames
     from .api import BaseMirror, Products, Since
+    from .metrics import HealthFrame
+    from .reporting import Report
     from .results import ProgressCallback
     from .widgets import ActionButton, Panel
 
@@ -190,12 +193,17 @@ def products(*, include_deleted: bool = False) -> pd.DataFrame:
 def tests(
     product: frames.Filter = None,
     status: frames.Filter = None,
-    since: str | None = None,
+    since: Since = None,
     *,
+    until: Since = None,
     include_deleted: bool = False,
 ) -> pd.DataFrame:
-    """Tests as a DataFrame: ``tt.tests(product=12, status="running", since="30d")``."""
-    return default_mirror().tests(product, status, since, include_deleted=include_deleted)
+    """Tests as a DataFrame: ``tt.tests(product=12, status="running", since="30d")``;
+    ``since``/``until`` filter ``end_at`` ("2026-Q3", "2026-07", "3mo", ...); see
+    ``Mirror.tests``."""
+    return default_mirror().tests(
+        product, status, since, until=until, include_deleted=include_deleted
+    )
 
 
 def bugs(
@@ -203,14 +211,29 @@ def bugs(
     test: frames.Filter = None,
     status: frames.Filter = None,
     severity: frames.Filter = None,
-    since: str | None = None,
+    since: Since = None,
     *,
+    until: Since = None,
     include_deleted: bool = False,
 ) -> pd.DataFrame:
-    """Bugs with test title and product: ``tt.bugs(severity="critical", since="30d")``."""
+    """Bugs with test title and product: ``tt.bugs(severity="critical", since="30d")``;
+    ``test`` takes ids or titles, ``since``/``until`` filter ``created_at``; see
+    ``Mirror.bugs``."""
     return default_mirror().bugs(
-        product, test, status, severity, since, include_deleted=include_deleted
+        product, test, status, severity, since, until=until, include_deleted=include_deleted
     )
+
+
+def bug_devices(
+    product: frames.Filter = None,
+    test: frames.Filter = None,
+    since: Since = None,
+    *,
+    until: Since = None,
+) -> pd.DataFrame:
+    """The devices bugs were reported on, one row each: ``tt.bug_devices(product=12)``;
+    see ``Mirror.bug_devices``."""
+    return default_mirror().bug_devices(product, test, since, until=until)
 
 
 def features(product: frames.Filter = None) -> pd.DataFrame:
@@ -219,15 +242,51 @@ def features(product: frames.Filter = None) -> pd.DataFrame:
 
 
 def changes(
-    since: str | None = "7d",
+    since: Since = "7d",
     product: frames.Filter = None,
     entity: frames.Filter = None,
     kind: frames.Filter = None,
     run: frames.Filter = None,
+    *,
+    until: Since = None,
 ) -> pd.DataFrame:
     """What the runs changed, one row per change: ``tt.changes(since="7d", entity="bug")``;
     see ``Mirror.changes``."""
-    return default_mirror().changes(since, product, entity, kind, run)
+    return default_mirror().changes(since, product, entity, kind, run, until=until)
+
+
+def review_times(
+    product: frames.Filter = None, since: Since = None, *, until: Since = None
+) -> pd.DataFrame:
+    """When each bug was first seen decided, bounded by the syncs around it:
+    ``tt.review_times(product=12)``; see ``Mirror.review_times``."""
+    return default_mirror().review_times(product, since, until=until)
+
+
+def health(
+    by: str | list[str] | None = "product",
+    period: str | None = "month",
+    product: frames.Filter = None,
+    since: Since = None,
+    *,
+    until: Since = None,
+    thresholds: dict[str, Any] | None = None,
+) -> HealthFrame:
+    """Health measures, coloured by the playbook's thresholds:
+    ``tt.health(by="product", period="month")``; see ``Mirror.health`` and
+    ``testio_toolkit.metrics`` for the formulas."""
+    return default_mirror().health(by, period, product, since, until=until, thresholds=thresholds)
+
+
+def report(
+    product: frames.Filter = None,
+    period: str = "",
+    *,
+    path: str | Path | None = None,
+) -> Report:
+    """A period's report as HTML and Markdown: ``tt.report(product=12, period="2026-Q3")``;
+    ``path="q3.md"`` (or ``.html``) saves it; see ``Mirror.report``."""
+    return default_mirror().report(product, period, path=path)
 
 
 def runs() -> pd.DataFrame:
@@ -329,6 +388,7 @@ __all__ = [
     "SyncInProgress",
     "SyncResult",
     "ToolkitError",
+    "bug_devices",
     "bugs",
     "bundled_sandbox",
     "changes",
@@ -336,6 +396,7 @@ __all__ = [
     "default_mirror",
     "export",
     "features",
+    "health",
     "nuke",
     "nuke_button",
     "nuke_plan",
@@ -343,8 +404,10 @@ __all__ = [
     "products",
     "refresh",
     "refresh_button",
+    "report",
     "restore",
     "retry_unreadable",
+    "review_times",
     "runs",
     "scrub",
     "status",

@@ -69,6 +69,8 @@ if TYPE_CHECKING:
 
     from . import frames
     from .export import ExportResult
+    from .metrics import HealthFrame
+    from .reporting import Report
     from .sandbox import Sandbox
 
 log = logging.getLogger(__name__)
@@ -509,21 +511,34 @@ class BaseMirror:
         self,
         product: frames.Filter = None,
         status: frames.Filter = None,
-        since: str | None = None,
+        since: Since = None,
         *,
+        until: Since = None,
         include_deleted: bool = False,
     ) -> pd.DataFrame:
         """Tests: id, product_id, product, title, status, testing_type, start_at, end_at,
-        created_at, bugs (count) and any column you added.
+        created_at, bugs (count), environment, environment_url, environment_login,
+        created_by, submitted_by, feature_ids and features (lists, the test's order),
+        requirements (the device requirements, a list of dicts) and any column you added.
+
+        ``since``/``until`` filter ``end_at`` (``since <= end_at < until``; unscheduled
+        tests, without an ``end_at``, are kept): a date, a month ``"2026-07"``, a quarter
+        ``"2026-Q3"`` (as ``until``: all of it), or ``"12h"``, ``"30d"``, ``"2w"``, ``"3mo"``.
 
         >>> tt.tests(product=12, status="running", since="30d")
+        >>> tt.tests(since="2026-Q3", until="2026-Q3")       # tests that ended in Q3
         """
         from . import frames
 
         self._check_path()
         self._scrub_before_reading()
         return frames.tests(
-            self.path, product=product, status=status, since=since, include_deleted=include_deleted
+            self.path,
+            product=product,
+            status=status,
+            since=since,
+            until=until,
+            include_deleted=include_deleted,
         )
 
     def bugs(
@@ -532,13 +547,21 @@ class BaseMirror:
         test: frames.Filter = None,
         status: frames.Filter = None,
         severity: frames.Filter = None,
-        since: str | None = None,
+        since: Since = None,
         *,
+        until: Since = None,
         include_deleted: bool = False,
     ) -> pd.DataFrame:
-        """Bugs with their test's title and end and their product's name.
+        """Bugs with their test's title and end and their product's name, and from the
+        bug's record: test_feature_id, feature_id (the product feature), feature (its
+        title), steps (a list or None), expected_result, actual_result, comment_count,
+        device_count (the devices themselves: ``bug_devices()``).
+
+        ``test`` is ids or titles (an unknown one is an error); ``since``/``until`` filter
+        ``created_at`` (same forms as ``tests()``).
 
         >>> tt.bugs(severity="critical", since="30d")
+        >>> tt.bugs(test="Coverage 9.4", until="2026-06")
         """
         from . import frames
 
@@ -551,8 +574,30 @@ class BaseMirror:
             status=status,
             severity=severity,
             since=since,
+            until=until,
             include_deleted=include_deleted,
         )
+
+    def bug_devices(
+        self,
+        product: frames.Filter = None,
+        test: frames.Filter = None,
+        since: Since = None,
+        *,
+        until: Since = None,
+    ) -> pd.DataFrame:
+        """The devices bugs were reported on, one row each: bug_id, test_id, product_id,
+        device_id, device, os, os_version, browser. ``since``/``until`` filter the bug's
+        ``created_at``.
+
+        >>> tt.bug_devices(product=12).groupby("os")["bug_id"].nunique()
+        >>> tt.bugs().merge(tt.bug_devices(), left_on="id", right_on="bug_id")
+        """
+        from . import frames
+
+        self._check_path()
+        self._scrub_before_reading()
+        return frames.bug_devices(self.path, product=product, test=test, since=since, until=until)
 
     def features(self, product: frames.Filter = None) -> pd.DataFrame:
         """Features: id, product_id, section_id, title, description, howtofind, user_stories.
@@ -567,13 +612,18 @@ class BaseMirror:
 
     def changes(
         self,
-        since: str | None = "7d",
+        since: Since = "7d",
         product: frames.Filter = None,
         entity: frames.Filter = None,
         kind: frames.Filter = None,
         run: frames.Filter = None,
+        *,
+        until: Since = None,
     ) -> pd.DataFrame:
         """What the runs changed, one row per change, oldest first (the change feed).
+
+        ``since``/``until`` filter ``at``, when the run that recorded the change began
+        (same forms as ``tests()``; ``since=None`` or ``"all"``: the whole history).
 
         >>> tt.changes()                                   # the last seven days
         >>> tt.changes(since="30d", entity="bug", kind="added")
@@ -587,7 +637,13 @@ class BaseMirror:
         self._check_path()
         self._scrub_before_reading()
         return frames.changes(
-            self.path, since=since, product=product, entity=entity, kind=kind, run=run
+            self.path,
+            since=since,
+            product=product,
+            entity=entity,
+            kind=kind,
+            run=run,
+            until=until,
         )
 
     def export(
@@ -630,6 +686,118 @@ class BaseMirror:
             pseudonymize=pseudonymize,
             progress=self.progress if progress is None else progress,
         )
+
+    def review_times(
+        self, product: frames.Filter = None, since: Since = None, *, until: Since = None
+    ) -> pd.DataFrame:
+        """When each bug was first seen decided after it was reported, as a window bounded
+        by the runs around it (``metrics.review_times``): review_hours_min/max,
+        precision_hours, and ``auto`` for bugs no one reviewed. ``since``/``until`` filter
+        the bug's ``created_at``.
+
+        >>> tt.review_times(product=12)["review_hours_max"].median()
+        """
+        from . import frames, metrics
+
+        self._check_path()
+        self._scrub_before_reading()
+        bugs = frames.bugs(self.path, product=product, since=since, until=until)
+        feed = frames.changes(self.path, since=None, product=product, entity="bug")
+        return metrics.review_times(bugs, feed, frames.runs(self.path))
+
+    def health(
+        self,
+        by: str | list[str] | None = "product",
+        period: str | None = "month",
+        product: frames.Filter = None,
+        since: Since = None,
+        *,
+        until: Since = None,
+        thresholds: dict[str, Any] | None = None,
+    ) -> HealthFrame:
+        """Health measures per group and period, coloured by the playbook's thresholds in
+        a notebook (formulas: ``testio_toolkit.metrics``): tests_run, bugs, accepted,
+        auto_accepted, rejected, bugs_per_test, rejection_rate, auto_acceptance_rate,
+        review_rate, review_hours_median, <severity>_share.
+
+        ``by``: "product", "feature", "test", "account", a list of them, or None;
+        ``period``: "week", "month", "quarter" or None. ``since``/``until`` filter bugs by
+        ``created_at`` and tests by ``end_at``. ``thresholds={"rejection_rate": (0.25,
+        0.4)}`` moves a threshold (healthy, critical).
+
+        >>> tt.health()                                    # per product and month
+        >>> tt.health(by="feature", period="quarter", product=12, since="2026-Q1")
+        >>> tt.health().worst(3)
+        """
+        from . import frames, metrics
+
+        self._check_path()
+        self._scrub_before_reading()
+        bugs = frames.bugs(self.path, product=product, since=since, until=until)
+        tests = frames.tests(self.path, product=product, since=since, until=until)
+        feed = frames.changes(self.path, since=None, product=product, entity="bug")
+        reviews = metrics.review_times(bugs, feed, frames.runs(self.path))
+        return metrics.health(
+            bugs, tests, by=by, period=period, thresholds=thresholds, reviews=reviews
+        )
+
+    def report(
+        self,
+        product: frames.Filter = None,
+        period: str = "",
+        *,
+        path: str | Path | None = None,
+    ) -> Report:
+        """A period's report: its measures against the period before, the trend inside
+        it and the top features by bugs, as HTML (shown in a notebook) and Markdown;
+        ``path`` also saves it (``.html``: a page; else Markdown). ``period`` is a quarter
+        ``"2026-Q3"`` or a month ``"2026-07"``.
+
+        >>> tt.report(product=12, period="2026-Q3")
+        >>> tt.report(product=12, period="2026-07", path="july.md")
+        """
+        from . import frames, metrics
+        from .reporting import Report, bounds, label, parse_period, top_features
+
+        self._check_path()
+        self._scrub_before_reading()
+        chosen = parse_period(period)
+        before = chosen - 1
+        start, end = bounds(chosen)
+        bugs = frames.bugs(self.path, product=product, since=start, until=end)
+        tests = frames.tests(self.path, product=product, since=start, until=end)
+        feed = frames.changes(self.path, since=None, product=product, entity="bug")
+        runs = frames.runs(self.path)
+        reviews = metrics.review_times(bugs, feed, runs)
+        earlier = bounds(before)
+        old_bugs = frames.bugs(self.path, product=product, since=earlier[0], until=earlier[1])
+        old_tests = frames.tests(self.path, product=product, since=earlier[0], until=earlier[1])
+        inner = "month" if chosen.freqstr.startswith("Q") else "week"
+        names = sorted(set(frames.products(self.path)["name"]))
+        if product is not None:
+            names = sorted(
+                {str(n) for n in bugs["product"].dropna()}
+                | {str(n) for n in tests["product"].dropna()}
+            ) or [str(product)]
+        title = f"{', '.join(names)}: {label(chosen)}"
+        built = Report(
+            title=title,
+            period=label(chosen),
+            previous_period=label(before),
+            measures=metrics.health(bugs, tests, by=None, period=None, reviews=reviews),
+            previous=metrics.health(
+                old_bugs,
+                old_tests,
+                by=None,
+                period=None,
+                reviews=metrics.review_times(old_bugs, feed, runs),
+            ),
+            trend=metrics.health(bugs, tests, by=None, period=inner, reviews=reviews),
+            features=top_features(metrics.health(bugs, tests, by="feature", period=None)),
+        )
+        if path is not None:
+            built.save(path)
+        return built
 
     def runs(self) -> pd.DataFrame:
         """The run history: mode, status, started_at, ended_at, seconds, requests, counts.

@@ -426,15 +426,47 @@ def changes(
         kind=list(kind) or None,
         run=list(runs) or None,
     )
+    _emit(frame, shape, f"No changes recorded since {since}.", _change_table)
+
+
+def _emit(
+    frame: pd.DataFrame,
+    shape: str,
+    empty: str,
+    table: Callable[[list[dict[str, Any]]], list[list[str]]] | None = None,
+) -> None:
+    """A frame as json (a list of objects), csv (its columns) or a terminal table
+    (``table`` picks the columns; default: every column, cut to fit)."""
+    import pandas as pd
+
     rows = _plain_rows(frame)
     if shape == "json":
         click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
     elif shape == "csv":
-        click.echo(frame.assign(at=[r["at"] for r in rows]).to_csv(index=False), nl=False)
+        flat = [{k: _csv_cell(v) for k, v in row.items()} for row in rows]
+        csv = pd.DataFrame(flat, columns=[str(c) for c in frame.columns]).to_csv(index=False)
+        click.echo(csv, nl=False)
     elif not rows:
-        click.echo(f"No changes recorded since {since}.")
+        click.echo(empty)
     else:
-        click.echo(format_table(_change_table(rows)))
+        click.echo(format_table((table or _plain_table)(rows)))
+
+
+def _csv_cell(value: Any) -> Any:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else value
+
+
+def _plain_table(rows: list[dict[str, Any]]) -> list[list[str]]:
+    names = list(rows[0])
+    return [names] + [[_cell(row[n]) for n in names] for row in rows]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)[:30]
 
 
 @cli.command()
@@ -488,20 +520,25 @@ def export(
 
 
 def _plain_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """The frame's rows as plain Python values (``at`` as UTC ISO text, NA as None)."""
+    """The frame's rows as plain Python values (times as UTC ISO text, NA as None, lists
+    and dicts kept)."""
+    import pandas as pd
+
     out = []
-    for record in frame.to_dict(orient="records"):
+    for record in pd.DataFrame(frame).to_dict(orient="records"):
         row: dict[str, Any] = {}
         for key, value in record.items():
             name = str(key)
-            if value is None or (not isinstance(value, str) and value != value):  # NaN, NA
+            if isinstance(value, list | dict):
+                row[name] = value
+            elif value is None or (not isinstance(value, str) and value != value):  # NaN, NA
                 row[name] = None
-            elif name == "at":
+            elif isinstance(value, pd.Timestamp):
                 row[name] = value.strftime("%Y-%m-%dT%H:%M:%SZ")
             elif hasattr(value, "item"):  # numpy scalars
                 row[name] = value.item()
             else:
-                row[name] = value if isinstance(value, int | str) else str(value)
+                row[name] = value if isinstance(value, int | float | str) else str(value)
         out.append(row)
     return out
 
@@ -524,6 +561,160 @@ def _change_table(rows: list[dict[str, Any]]) -> list[list[str]]:
             ]
         )
     return body
+
+
+_FORMAT = click.option(
+    "--format",
+    "shape",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="csv and json: every column of the frame, for scripts.",
+)
+_PRODUCTS = click.option(
+    "--product",
+    "-p",
+    "products",
+    multiple=True,
+    help="Only this product, by id or name (repeatable).",
+)
+_TIMES = "2026-03-01, 2026-07 (a month), 2026-Q3, 30d, 3mo"
+
+
+def _since_until(column: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def add(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option("--until", help=f"Only {column} before: {_TIMES} (all of it).")(
+            command
+        )
+        return click.option("--since", help=f"Only {column} from: {_TIMES}.")(command)
+
+    return add
+
+
+_TEST_COLUMNS = ["id", "product", "title", "status", "testing_type", "end_at", "bugs"]
+_BUG_COLUMNS = ["id", "product", "test_title", "severity", "status", "created_at", "title"]
+
+
+def _columns(names: list[str]) -> Callable[[list[dict[str, Any]]], list[list[str]]]:
+    def table(rows: list[dict[str, Any]]) -> list[list[str]]:
+        return [names] + [[_cell(row[n]) for n in names] for row in rows]
+
+    return table
+
+
+@cli.command()
+@_PRODUCTS
+@click.option("--status", multiple=True, help="Only tests with this status (repeatable).")
+@_since_until("tests that end")
+@_FORMAT
+@_options()
+@click.pass_context
+@_guarded
+def tests(
+    ctx: click.Context,
+    /,
+    products: tuple[str, ...],
+    status: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    shape: str,
+    **shared: Any,
+) -> None:
+    """List the mirror's tests (tt.tests()); --since/--until filter end_at. Reads only.
+
+    Example: testio-toolkit tests --product 12 --since 2026-Q3 --format csv
+    """
+    frame = _mirror(ctx).tests(list(products) or None, list(status) or None, since, until=until)
+    _emit(frame, shape, "No tests match.", _columns(_TEST_COLUMNS))
+
+
+@cli.command()
+@_PRODUCTS
+@click.option("--test", "-t", "tests_", multiple=True, help="Only this test, by id or title.")
+@click.option("--status", multiple=True, help="Only bugs with this status (repeatable).")
+@click.option("--severity", multiple=True, help="Only bugs of this severity (repeatable).")
+@_since_until("bugs reported")
+@_FORMAT
+@_options()
+@click.pass_context
+@_guarded
+def bugs(
+    ctx: click.Context,
+    /,
+    products: tuple[str, ...],
+    tests_: tuple[str, ...],
+    status: tuple[str, ...],
+    severity: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    shape: str,
+    **shared: Any,
+) -> None:
+    """List the mirror's bugs (tt.bugs()); --since/--until filter created_at. Reads only.
+
+    Example: testio-toolkit bugs --severity critical --since 30d --format json
+    """
+    frame = _mirror(ctx).bugs(
+        list(products) or None,
+        list(tests_) or None,
+        list(status) or None,
+        list(severity) or None,
+        since,
+        until=until,
+    )
+    _emit(frame, shape, "No bugs match.", _columns(_BUG_COLUMNS))
+
+
+@cli.command()
+@click.option(
+    "--by",
+    "by",
+    multiple=True,
+    type=click.Choice(["product", "feature", "test", "account"]),
+    help="Group by (repeatable); none: the whole mirror.",
+)
+@click.option(
+    "--period",
+    type=click.Choice(["week", "month", "quarter", "none"]),
+    default="month",
+    show_default=True,
+)
+@_PRODUCTS
+@_since_until("bugs reported and tests that end")
+@_FORMAT
+@_options()
+@click.pass_context
+@_guarded
+def health(
+    ctx: click.Context,
+    /,
+    by: tuple[str, ...],
+    period: str,
+    products: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    shape: str,
+    **shared: Any,
+) -> None:
+    """Health measures per group and period (tt.health(); formulas in the README).
+    Reads only.
+
+    Example: testio-toolkit health --by product --period quarter --since 2026-Q1
+    """
+    frame = _mirror(ctx).health(
+        list(by) or None,
+        None if period == "none" else period,
+        list(products) or None,
+        since,
+        until=until,
+    )
+    import pandas as pd
+
+    grades = frame.grades()
+    shown = pd.DataFrame(frame)
+    for rate in grades.columns:
+        shown[f"{rate}_grade"] = grades[rate]
+    _emit(shown, shape, "Nothing to measure: no bugs or tests match.")
 
 
 @cli.group()

@@ -23,14 +23,24 @@ from typing import Any
 import pandas as pd
 
 from .errors import ConfigError
-from .rows import parse_since
+from .rows import Moment, parse_since
 from .store import Store, translate_error
-from .vocabulary import SCRUB, BugStatus, ChangeKind, Entity, Mode, RunStatus, TestStatus
+from .vocabulary import (
+    SCRUB,
+    BugStatus,
+    ChangeKind,
+    Entity,
+    Mode,
+    RunStatus,
+    Severity,
+    TestingType,
+    TestStatus,
+)
 
 TEST_STATUSES = tuple(status.value for status in TestStatus)
-TESTING_TYPES = ("coverage", "focused", "rapid", "external")
+TESTING_TYPES = tuple(kind.value for kind in TestingType)
 BUG_STATUSES = tuple(status.value for status in BugStatus)
-SEVERITIES = ("low", "high", "critical", "visual", "content")
+SEVERITIES = tuple(severity.value for severity in Severity)
 RUN_STATUSES = tuple(status.value for status in RunStatus)
 ENTITIES = tuple(entity.value for entity in Entity)
 CHANGE_KINDS = tuple(kind.value for kind in ChangeKind)
@@ -51,6 +61,7 @@ _TIMES = (
     "last_complete_read_at",
     "since",
     "at",
+    "last_synced_at",
 )
 _IDS = (
     "id",
@@ -62,6 +73,8 @@ _IDS = (
     "next_id",
     "run_id",
     "entity_id",
+    "feature_id",
+    "test_feature_id",
 )
 _CATEGORIES: dict[str, tuple[str, ...]] = {
     "status": (),  # filled per frame: tests and bugs use different status lists
@@ -189,14 +202,33 @@ def _live(alias: str, include_deleted: bool) -> str:
     return "1" if include_deleted else f"{alias}.deleted_upstream_at IS NULL"
 
 
+# When each product was last read successfully: the newest run whose per-product outcome
+# (``sync_runs.counts.products``) says success. A no-change run writes no mirror row (so
+# ``synced_at``, the time a row was last written, stays), but its run row says it read.
+_LAST_SYNCED = (
+    "(SELECT max(r.ended_at) FROM sync_runs r, json_each(r.counts, '$.products') j "
+    "WHERE json_valid(r.counts) AND j.key = CAST(p.id AS TEXT) AND j.value = 'success') "
+    "AS last_synced_at"
+)
+STALE_AFTER = pd.Timedelta(days=1)
+
+
 def products(path: Path, *, include_deleted: bool = False, raw: bool = False) -> pd.DataFrame:
+    """Products, with ``tests`` (count), ``last_synced_at`` (the end of the newest run that
+    read the product successfully, no-change runs included) and ``stale`` (never read
+    successfully, or not for ``STALE_AFTER``, a day). ``synced_at`` is when the product's
+    row was last written (it changes only when the product does)."""
     frame = _read(
         path,
         "SELECT p.*, (SELECT count(*) FROM tests t WHERE t.product_id = p.id "
-        "AND t.deleted_upstream_at IS NULL) AS tests "
+        f"AND t.deleted_upstream_at IS NULL) AS tests, {_LAST_SYNCED} "
         f"FROM products p WHERE {_live('p', include_deleted)} ORDER BY p.id",
     )
-    return _typed(frame if raw else frame.drop(columns=["raw"]))
+    frame = _typed(frame if raw else frame.drop(columns=["raw"]))
+    now = pd.Timestamp.now(tz="UTC")
+    last = frame["last_synced_at"]
+    frame["stale"] = pd.array((last.isna() | (now - last > STALE_AFTER)).tolist(), dtype="boolean")
+    return frame
 
 
 # A test's environment as a CSM uses it: its title and url, and whether the customer gave
@@ -211,15 +243,86 @@ _ENVIRONMENT = (
 )
 
 
+# A test's columns a CSM reads, out of its JSON: who made and submitted it, its features
+# (product feature ids and titles, in the test's order) and device requirements.
+_TEST_COLUMNS = (
+    "json_extract(t.raw, '$.created_by') AS created_by, "
+    "json_extract(t.raw, '$.submitted_by') AS submitted_by, "
+    "(SELECT json_group_array(json_extract(f.value, '$.feature_id')) "
+    "FROM json_each(t.raw, '$.features') f) AS feature_ids, "
+    "(SELECT json_group_array(json_extract(f.value, '$.title')) "
+    "FROM json_each(t.raw, '$.features') f) AS features, "
+    "json_extract(t.raw, '$.requirements') AS requirements"
+)
+_JSON_LISTS = ("feature_ids", "features", "requirements", "steps")
+
+
+def _span(
+    clauses: list[str],
+    params: list[Any],
+    column: str,
+    since: Moment,
+    until: Moment,
+    *,
+    keep_null: bool = False,
+) -> None:
+    """``since <= column < until`` (``keep_null``: rows without a value stay)."""
+    for value, end, op in ((since, False, ">="), (until, True, "<")):
+        limit = parse_since(value, end=end, what="until" if end else "since")
+        if limit:
+            test = f"{column} {op} ?"
+            clauses.append(f"({column} IS NULL OR {test})" if keep_null else test)
+            params.append(limit)
+
+
+def _test_ids(path: Path, value: Filter, products: list[int]) -> list[int]:
+    """Test ids for ``test=``: ids (or their text) and titles, case-insensitive (a title
+    held by several tests means all of them). An unknown one raises ConfigError."""
+    wanted = _values(value)
+    if not wanted:
+        return []
+    held = _read(path, "SELECT id, title, product_id FROM tests")
+    if products:
+        held = held[held["product_id"].isin(products)]
+    ids_held = set(int(i) for i in held["id"])
+    titles: dict[str, list[int]] = {}
+    for tid, title in zip(held["id"], held["title"], strict=True):
+        if isinstance(title, str):
+            titles.setdefault(title.casefold(), []).append(int(tid))
+    found: list[int] = []
+    unknown = []
+    for item in wanted:
+        text = str(item).strip()
+        if isinstance(item, int) or text.isdigit():
+            if int(text) in ids_held:
+                found.append(int(text))
+                continue
+        elif text.casefold() in titles:
+            found.extend(titles[text.casefold()])
+            continue
+        unknown.append(item)
+    if unknown:
+        where = " of the product given" if products else ""
+        names = ", ".join(repr(u) for u in unknown)
+        sample = ", ".join(repr(t) for t in sorted({str(t) for t in held["title"]})[:5])
+        hint = f" (titles such as {sample}; see tt.tests())" if sample else ""
+        raise ConfigError(
+            f"unknown test {names}: the mirror holds no test{where} with that id or title{hint}"
+        )
+    return found
+
+
 def tests(
     path: Path,
     *,
     product: Filter = None,
     status: Filter = None,
-    since: str | None = None,
+    since: Moment = None,
+    until: Moment = None,
     include_deleted: bool = False,
     raw: bool = False,
 ) -> pd.DataFrame:
+    """Tests; ``since``/``until`` filter ``end_at`` (unscheduled tests, without one, stay)."""
     clauses = [_live("t", include_deleted)]
     params: list[Any] = []
     status = _choices(
@@ -227,21 +330,55 @@ def tests(
     )
     _where(clauses, params, "t.product_id", _products(path, product))
     _where(clauses, params, "t.status", status)
-    limit = parse_since(since)
-    if limit:
-        clauses.append("(t.end_at IS NULL OR t.end_at >= ?)")
-        params.append(limit)
+    _span(clauses, params, "t.end_at", since, until, keep_null=True)
     frame = _read(
         path,
         "SELECT t.*, p.name AS product, "
         "(SELECT count(*) FROM bugs b WHERE b.test_id = t.id "
         "AND b.deleted_upstream_at IS NULL) AS bugs, "
-        f"{_ENVIRONMENT} "
+        f"{_ENVIRONMENT}, {_TEST_COLUMNS} "
         "FROM tests t LEFT JOIN products p ON p.id = t.product_id "
         f"WHERE {' AND '.join(clauses)} ORDER BY t.end_at DESC, t.id DESC",
         params,
     )
-    return _typed(frame if raw else frame.drop(columns=["raw"]), TEST_STATUSES)
+    return _lists(_typed(frame if raw else frame.drop(columns=["raw"]), TEST_STATUSES))
+
+
+def _lists(frame: pd.DataFrame) -> pd.DataFrame:
+    for column in _JSON_LISTS:
+        if column in frame.columns:
+            values = [_parsed(v) if isinstance(v, str) else None for v in frame[column]]
+            frame[column] = pd.Series(values, index=frame.index, dtype="object")
+    for column in ("created_by", "submitted_by", "feature", "expected_result", "actual_result"):
+        if column in frame.columns:
+            frame[column] = _texts(frame[column])
+    return frame
+
+
+def _texts(column: pd.Series) -> pd.Series:
+    """Text with None (not NaN) where there is none: what the record says."""
+    return pd.Series(
+        [v if isinstance(v, str) else None for v in column], index=column.index, dtype="object"
+    )
+
+
+# A bug's columns out of its JSON: its feature (the test feature it was filed under, the
+# product feature that is, and its title), steps, results, how many comments and devices.
+_TEST_FEATURE = "json_extract(b.raw, '$.test_feature.id')"
+_PRODUCT_FEATURE = (
+    "(SELECT json_extract(f.value, '$.feature_id') FROM json_each(t.raw, '$.features') f "
+    f"WHERE json_extract(f.value, '$.id') = {_TEST_FEATURE})"
+)
+_BUG_COLUMNS = (
+    f"{_TEST_FEATURE} AS test_feature_id, {_PRODUCT_FEATURE} AS feature_id, "
+    "coalesce(json_extract(b.raw, '$.test_feature.title'), "
+    f"(SELECT title FROM features WHERE id = {_PRODUCT_FEATURE})) AS feature, "
+    "json_extract(b.raw, '$.steps') AS steps, "
+    "json_extract(b.raw, '$.expected_result') AS expected_result, "
+    "json_extract(b.raw, '$.actual_result') AS actual_result, "
+    "coalesce(json_array_length(b.raw, '$.comments'), 0) AS comment_count, "
+    "coalesce(json_array_length(b.raw, '$.devices'), 0) AS device_count"
+)
 
 
 def bugs(
@@ -251,33 +388,77 @@ def bugs(
     test: Filter = None,
     status: Filter = None,
     severity: Filter = None,
-    since: str | None = None,
+    since: Moment = None,
+    until: Moment = None,
     include_deleted: bool = False,
     raw: bool = False,
 ) -> pd.DataFrame:
+    """Bugs; ``since``/``until`` filter ``created_at``; ``test`` is ids or titles."""
     clauses = [_live("b", include_deleted)]
     params: list[Any] = []
     status = _choices(path, status, "bug status", BUG_STATUSES, "SELECT DISTINCT status FROM bugs")
     severity = _choices(
         path, severity, "severity", SEVERITIES, "SELECT DISTINCT severity FROM bugs"
     )
-    _where(clauses, params, "b.product_id", _products(path, product))
-    _where(clauses, params, "b.test_id", test)
+    product_ids = _products(path, product)
+    _where(clauses, params, "b.product_id", product_ids)
+    if _values(test):
+        _where(clauses, params, "b.test_id", _test_ids(path, test, product_ids))
     _where(clauses, params, "b.status", status)
     _where(clauses, params, "b.severity", severity)
-    limit = parse_since(since)
-    if limit:
-        clauses.append("b.created_at >= ?")
-        params.append(limit)
+    _span(clauses, params, "b.created_at", since, until)
     frame = _read(
         path,
-        "SELECT b.*, t.title AS test_title, t.end_at AS test_end_at, p.name AS product "
+        "SELECT b.*, t.title AS test_title, t.end_at AS test_end_at, p.name AS product, "
+        f"{_BUG_COLUMNS} "
         "FROM bugs b LEFT JOIN tests t ON t.id = b.test_id "
         "LEFT JOIN products p ON p.id = b.product_id "
         f"WHERE {' AND '.join(clauses)} ORDER BY b.created_at DESC, b.id DESC",
         params,
     )
-    return _typed(frame if raw else frame.drop(columns=["raw"]), BUG_STATUSES)
+    frame = _typed(frame if raw else frame.drop(columns=["raw"]), BUG_STATUSES)
+    for column in ("comment_count", "device_count"):
+        frame[column] = frame[column].astype("Int64")
+    return _lists(frame)
+
+
+def bug_devices(
+    path: Path,
+    *,
+    product: Filter = None,
+    test: Filter = None,
+    since: Moment = None,
+    until: Moment = None,
+    include_deleted: bool = False,
+) -> pd.DataFrame:
+    """One row per device a bug was reported on: bug_id, test_id, product_id, device_id,
+    device, os, os_version, browser (None without one); ``since``/``until`` filter the
+    bug's ``created_at``. Join with ``bugs()`` on ``bug_id`` = ``id``."""
+    clauses = [_live("b", include_deleted)]
+    params: list[Any] = []
+    product_ids = _products(path, product)
+    _where(clauses, params, "b.product_id", product_ids)
+    if _values(test):
+        _where(clauses, params, "b.test_id", _test_ids(path, test, product_ids))
+    _span(clauses, params, "b.created_at", since, until)
+    frame = _read(
+        path,
+        "SELECT b.id AS bug_id, b.test_id, b.product_id, "
+        "json_extract(d.value, '$.id') AS device_id, "
+        "json_extract(d.value, '$.name') AS device, "
+        "json_extract(d.value, '$.operating_system.name') AS os, "
+        "json_extract(d.value, '$.operating_system.version') AS os_version, "
+        "json_extract(d.value, '$.browser.name') AS browser "
+        "FROM bugs b, json_each(b.raw, '$.devices') d "
+        f"WHERE {' AND '.join(clauses)} ORDER BY b.id, d.key",
+        params,
+    )
+    for column in ("bug_id", "device_id"):
+        frame[column] = frame[column].astype("Int64")
+    frame = _typed(frame)
+    for column in ("device", "os", "os_version", "browser"):
+        frame[column] = _texts(frame[column])
+    return frame
 
 
 def features(
@@ -379,17 +560,19 @@ _TITLE = (
 def changes(
     path: Path,
     *,
-    since: str | None = "7d",
+    since: Moment = "7d",
     product: Filter = None,
     entity: Filter = None,
     kind: Filter = None,
     run: Filter = None,
+    until: Moment = None,
 ) -> pd.DataFrame:
     """The change feed, oldest first: what each run changed (see ``feed.py``).
 
-    Columns: id, run_id, mode, at (UTC), entity and kind (categoricals), entity_id,
-    product_id, test_id (bugs), field, old, new, product (its name) and title (the record's
-    current title or name). ``since=None`` (or ``"all"``) reads the whole history.
+        Columns: id, run_id, mode, at (UTC), entity and kind (categoricals), entity_id,
+        product_id, test_id (bugs), field, old, new, product (its name) and title (the record's
+        current title or name). ``since``/``until`` filter ``at`` (when the run that recorded
+    the change began); ``since=None`` (or ``"all"``) reads the whole history.
     """
     clauses = ["1"]
     params: list[Any] = []
@@ -397,10 +580,7 @@ def changes(
     _where(clauses, params, "c.entity", _words(entity, "entity", ENTITIES))
     _where(clauses, params, "c.kind", _words(kind, "kind", CHANGE_KINDS))
     _where(clauses, params, "c.run_id", _runs(run))
-    limit = None if since == "all" else parse_since(since)
-    if limit:
-        clauses.append("c.at >= ?")
-        params.append(limit)
+    _span(clauses, params, "c.at", None if since == "all" else since, until)
     columns = ["id", "run_id", "mode", "at", "entity", "kind", "entity_id", "product_id"]
     columns += ["test_id", "field", "old", "new", "product", "title"]
     if not _known(path, "SELECT name FROM sqlite_master WHERE name = 'changes'"):

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from . import frames as _frames
+    from .metrics import HealthFrame
 
 Names = str | Iterable[str] | None
 
@@ -205,3 +206,27 @@ def _hours_since(stamp: str) -> float | None:
     except ValueError:
         return None
     return round((time.time() - moment.timestamp()) / 3600, 1)
+
+
+def health(
+    accounts: Names = None,
+    by: str | list[str] | None = "account",
+    period: str | None = "month",
+    since: str | None = None,
+    *,
+    thresholds: dict[str, Any] | None = None,
+) -> HealthFrame:
+    """The health measures (``testio_toolkit.metrics``) across accounts, coloured by the
+    playbook's thresholds: ``tt.portfolio.health(period="quarter")`` (one row an account and
+    quarter); ``by="product"`` keeps the account as the first key. Time to review is read
+    per mirror (``tt.Mirror(account=...).health()``), not across them: run ids are a
+    mirror's own."""
+    from . import metrics
+
+    return metrics.health(
+        bugs(accounts, since=since),
+        tests(accounts, since=since),
+        by=by,
+        period=period,
+        thresholds=thresholds,
+    )

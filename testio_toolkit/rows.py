@@ -9,8 +9,9 @@ Usage::
 
 from __future__ import annotations
 
+import calendar
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -52,33 +53,93 @@ def to_utc(value: Any) -> str | None:
     return utc_text(parsed)
 
 
-def parse_since(value: str | date | datetime | None) -> str | None:
-    """A ``since`` argument -> UTC ISO text at midnight, or None.
+Moment = str | date | datetime | None
 
-    Accepts ``"2025-03-01"``, a full ISO timestamp, a ``date``/``datetime``, or a relative
-    ``"30d"`` / ``"2w"`` / ``"12h"``. Anything else is a ConfigError.
+_FORMS = (
+    "YYYY-MM-DD, an ISO timestamp, a month YYYY-MM, a quarter YYYY-Q3, "
+    "or a span back from now: 12h, 30d, 2w, 3mo, 1y"
+)
+
+
+def _months_back(moment: datetime, months: int) -> datetime:
+    """``moment`` less whole calendar months (the day clipped to the month's length)."""
+    index = moment.year * 12 + moment.month - 1 - months
+    year, month = divmod(index, 12)
+    day = min(moment.day, calendar.monthrange(year, month + 1)[1])
+    return moment.replace(year=year, month=month + 1, day=day)
+
+
+def _span(text: str, now: datetime) -> datetime | None:
+    """``"30d"`` -> now less 30 days; ``"3mo"`` -> less 3 calendar months; else None."""
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(number) :]
+    if not number.isdigit() or not unit:
+        return None
+    n = int(number)
+    hours = {"h": 1, "d": 24, "w": 7 * 24}
+    if unit in hours:
+        return now - timedelta(hours=n * hours[unit])
+    if unit == "mo":
+        return _months_back(now, n)
+    if unit == "y":
+        return _months_back(now, 12 * n)
+    return None
+
+
+def _calendar(text: str) -> tuple[date, date] | None:
+    """A month ``2026-07`` or quarter ``2026-Q3`` (``2026Q3``) -> (first day, next first day)."""
+    upper = text.upper().replace("Q", "-Q").replace("--", "-")
+    year, _, rest = upper.partition("-")
+    if len(year) != 4 or not year.isdigit():
+        return None
+    if rest.startswith("Q") and rest[1:] in ("1", "2", "3", "4"):
+        first_month, months = 3 * (int(rest[1:]) - 1) + 1, 3
+    elif len(rest) == 2 and rest.isdigit() and 1 <= int(rest) <= 12:
+        first_month, months = int(rest), 1
+    else:
+        return None
+    first = date(int(year), first_month, 1)
+    index = int(year) * 12 + first_month - 1 + months
+    return first, date(index // 12, index % 12 + 1, 1)
+
+
+def parse_since(
+    value: Moment, *, end: bool = False, what: str = "since", now: datetime | None = None
+) -> str | None:
+    """A ``since`` (or, with ``end=True``, an ``until``) argument -> UTC ISO text, or None.
+
+    Accepts ``"2026-03-01"``, an ISO timestamp, a ``date``/``datetime``, a month
+    ``"2026-07"``, a quarter ``"2026-Q3"``, or a span back from now: ``"12h"``, ``"30d"``,
+    ``"2w"``, ``"3mo"`` (calendar months), ``"1y"``. ``since`` is where a period begins
+    (inclusive); ``until`` where it ends (exclusive): a date, month or quarter given as
+    ``until`` includes all of it (``until="2026-Q3"`` means before 2026-10-01). Anything
+    else is a ConfigError naming the valid forms (``"3m"`` too: months are ``"3mo"``).
     """
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
         return utc_text(value)
     if isinstance(value, date):
-        return f"{value.isoformat()}T00:00:00Z"
+        day = value + timedelta(days=1) if end else value
+        return f"{day.isoformat()}T00:00:00Z"
     text = str(value).strip()
-    units = {"d": 86400, "w": 7 * 86400, "h": 3600}
-    if len(text) >= 2 and text[-1].lower() in units and text[:-1].isdigit():
-        seconds = datetime.now(UTC).timestamp() - int(text[:-1]) * units[text[-1].lower()]
-        return utc_text(datetime.fromtimestamp(seconds, UTC))
+    moment = _span(text.lower(), now or datetime.now(UTC))
+    if moment is not None:
+        return utc_text(moment)
+    period = _calendar(text)
+    if period is not None:
+        return f"{period[end].isoformat()}T00:00:00Z"
+    normalised = None
     try:
         if len(text) == 10:
-            return f"{date.fromisoformat(text).isoformat()}T00:00:00Z"
-        normalised = to_utc(text)
+            return parse_since(date.fromisoformat(text), end=end)
+        if "T" in text or " " in text:
+            normalised = to_utc(text)
     except ValueError:
         normalised = None
     if normalised is None:
-        raise ConfigError(
-            f"since {text!r} is not a date: use YYYY-MM-DD, an ISO timestamp, or 30d / 2w / 12h"
-        )
+        hint = " (months are written 3mo)" if text.lower().endswith("m") else ""
+        raise ConfigError(f"{what} {text!r} is not a date{hint}: use {_FORMS}")
     return normalised
 
 

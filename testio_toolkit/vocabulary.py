@@ -9,7 +9,9 @@ Usage::
 Each is a ``StrEnum``: a member is the string itself (it compares equal to it, is stored
 as it in SQLite and JSON, and reprs as it), so a status read back from the database or
 typed by a user needs no conversion. The sandbox keeps its own copy of the service's
-words: it stands alone (see ``sandbox/__init__.py``).
+words: it stands alone (see ``sandbox/__init__.py``). A value the service sends that is
+not listed here is kept as it comes: the frames add it to their categoricals' categories
+after the known ones, and filters accept any value the mirror holds.
 """
 
 from __future__ import annotations
@@ -41,11 +43,49 @@ FINAL_STATUSES = frozenset({TestStatus.ARCHIVED, TestStatus.CANCELLED})
 
 
 class BugStatus(_Word):
-    """A bug's status on the service."""
+    """A bug's status on the service: open (submitted, manager_approved, forwarded,
+    question) or decided (accepted, rejected)."""
 
+    # The first three in the order the mirror always listed them (frames' categories).
     ACCEPTED = "accepted"
     REJECTED = "rejected"
     FORWARDED = "forwarded"
+    SUBMITTED = "submitted"
+    MANAGER_APPROVED = "manager_approved"
+    QUESTION = "question"
+
+
+# Statuses of a decided bug (the health measures count these, ``metrics.py``).
+DECIDED_BUG_STATUSES = frozenset({BugStatus.ACCEPTED, BugStatus.REJECTED})
+
+
+class Severity(_Word):
+    """A bug's severity on the service."""
+
+    # The first five in the order the mirror always listed them (frames' categories).
+    LOW = "low"
+    HIGH = "high"
+    CRITICAL = "critical"
+    VISUAL = "visual"
+    CONTENT = "content"
+    SUGGESTION = "suggestion"
+    TEST_CASE = "test_case"
+    SPELLING = "spelling"
+
+
+class TestingType(_Word):
+    """A test's testing type on the service (``custom`` is deprecated, older records say
+    ``external``, test-case runs have none)."""
+
+    __test__ = False
+
+    # The first four in the order the mirror always listed them (frames' categories).
+    COVERAGE = "coverage"
+    FOCUSED = "focused"
+    RAPID = "rapid"
+    EXTERNAL = "external"
+    USABILITY = "usability"
+    CUSTOM = "custom"
 
 
 class Mode(_Word):

@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 
     from .api import BaseMirror, MirrorStatus, Products, Since
     from .batch import AccountOutcome, BatchResult
+    from .metrics import HealthFrame
 
 Outcome = SyncResult | NukePlan | ExportResult
 # The panel's Export button (shown when the export extra is installed): not a sync mode.
@@ -564,7 +565,8 @@ class Panel(_Controls):
     ``confirm_text``, ``confirm_button``, ``cancel_button``, ``stop_button``,
     ``products_picker`` (empty means all), ``since_picker``, ``dry_run_checkbox``,
     ``progress``, ``summary``, ``error``,
-    ``status_html``, ``changes_html`` (the last seven days); ``widget`` is the root box;
+    ``status_html``, ``health_html`` (the worst products and quarters by the playbook's
+    thresholds), ``changes_html`` (the last seven days); ``widget`` is the root box;
     ``job`` the Future of the running or last job; ``result`` its outcome.
     """
 
@@ -588,6 +590,7 @@ class Panel(_Controls):
             self.buttons[EXPORT] = self.export_button
         self.status_html: Widget = w.HTML()
         self.changes_html: Widget = w.HTML()
+        self.health_html: Widget = w.HTML()
         self.products_picker: Widget = w.SelectMultiple(
             options=[], rows=4, description="Products", tooltip="None selected: all products"
         )
@@ -639,6 +642,7 @@ class Panel(_Controls):
                 self.summary,
                 self.error,
                 self.accounts_html,
+                self.health_html,
                 self.changes_html,
             ]
         )
@@ -728,6 +732,7 @@ class Panel(_Controls):
         """Show again what the mirror holds, and the products to pick from."""
         self.status_html.value = _status_html(self.mirror.status(), self.mirror.sandbox)
         self.changes_html.value = _recent_html(self.mirror.changes(since=f"{RECENT_DAYS}d"))
+        self.health_html.value = _health_html(self.mirror.health(by="product", period="quarter"))
         frame = self.mirror.products()
         options = [
             (f"{pid} {name}", int(pid))
@@ -938,6 +943,47 @@ def _recent_html(frame: pd.DataFrame) -> str:
         f"{len(frame):,} changes (<code>tt.changes()</code>)</summary>"
         f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table>"
         f"<p>Latest:</p><table><tbody>{latest}</tbody></table></details>"
+    )
+
+
+HEALTH_LISTED = 3  # the worst rows the panel's health card shows
+
+
+def _health_html(frame: HealthFrame) -> str:
+    """The few worst product-quarters by the playbook's thresholds, coloured as
+    ``tt.health()`` colours them, as a small card."""
+    import pandas as pd
+
+    from .metrics import COLOURS
+
+    title = "Health: the worst product quarters"
+    worst = frame.worst(HEALTH_LISTED)
+    if worst.empty:
+        return (
+            f"<div class='testio-card testio-health'><b>{title}</b>: every graded rate is "
+            "healthy (<code>tt.health()</code>)</div>"
+        )
+    grades = frame.grades()
+    rates = list(grades.columns)
+    head = "".join(f"<th>{html.escape(r.replace('_', ' '))}</th>" for r in rates)
+    body = ""
+    for index, row in worst.iterrows():
+        cells = ""
+        graded = grades.loc[[index]].iloc[0]
+        for rate in rates:
+            grade = graded[rate]
+            colour = COLOURS.get(grade, "") if isinstance(grade, str) else ""
+            value = row[rate]
+            text = "-" if pd.isna(value) else f"{float(value):.0%}"
+            cells += f"<td style='background-color: {colour}'>{text}</td>"
+        body += (
+            f"<tr><td>{html.escape(str(row['product']))}</td>"
+            f"<td>{html.escape(str(row['period']))}</td><td>{int(row['bugs'])}</td>{cells}</tr>"
+        )
+    return (
+        f"<div class='testio-card testio-health'><b>{title}</b> (<code>tt.health()</code>)"
+        f"<table><thead><tr><th>product</th><th>quarter</th><th>bugs</th>{head}</tr></thead>"
+        f"<tbody>{body}</tbody></table></div>"
     )
 
 

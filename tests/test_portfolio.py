@@ -62,6 +62,19 @@ def test_a_grouped_count_in_sql_on_every_mirror(synced_customers: SandboxCustome
         assert dict(zip(mine["severity"], mine["n"], strict=True)) == dict(expected)
 
 
+def test_health_across_accounts_counts_each_accounts_own_bugs(
+    synced_customers: SandboxCustomers,
+) -> None:
+    health = tt.portfolio.health(period=None)  # one row an account
+    rows = {str(r.account): r for r in health.itertuples()}
+    assert set(rows) == set(synced_customers.names())
+    for name, sb in synced_customers.sandboxes.items():
+        served = sb.truth().bugs.values()
+        assert rows[name].bugs == len(served)
+        assert rows[name].rejected == sum(b["status"] == "rejected" for b in served)
+    assert "background-color" in health._repr_html_()  # coloured by the thresholds
+
+
 def test_it_reads_only_and_names_accounts_not_synced_yet(
     synced_customers: SandboxCustomers,
 ) -> None:

@@ -503,3 +503,19 @@ def test_sync_all_accounts_from_the_panel_shows_each_account(keyring_dir: Path) 
             customers["globex"].truth().tests
         )
         assert "150 tests" in panel.status_html.value  # acme's mirror, now synced
+
+
+def test_the_panel_shows_the_worst_product_quarters_by_the_thresholds(synced: tt.Mirror) -> None:
+    health = synced.health(by="product", period="quarter")
+    grades = health.grades()
+    critical = (grades == "critical").sum(axis=1)
+    worst = health.loc[critical.sort_values(ascending=False, kind="stable").index[:3]]
+
+    panel = Panel(synced)
+
+    card = panel.health_html.value
+    assert "Health: the worst product quarters" in card
+    assert card.count("<tr><td>") == 3
+    for product, period in zip(worst["product"], worst["period"], strict=True):
+        assert f"<tr><td>{product}</td><td>{period}</td>" in card
+    assert card.count("background-color: #f8d7da") == int(critical.loc[worst.index].sum())
