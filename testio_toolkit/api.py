@@ -95,6 +95,9 @@ def bundled_sandbox(preset: str = "small") -> Sandbox:
     decided), so the change feed shows news, never the whole account re-dated. A pinned
     clock (``TESTIO_SANDBOX_NOW``: tests, notebooks) keeps the data fixed instead.
     """
+    started = _sandboxes.get(preset)
+    if started is not None:
+        return started
     anchor = None
     with contextlib.suppress(ToolkitError):  # the default mirror's anchor, when it has one
         mirror = default_mirror()
@@ -381,8 +384,9 @@ class BaseMirror:
             "account_token": token_hash,
             "account_products": json.dumps(products),
         }
-        if self.sandbox and self._sandbox_instance().evolve:
-            identity[SANDBOX_ANCHOR_KEY] = str(self._sandbox_instance().anchor)
+        sandbox = self._sandbox_instance() if self.sandbox else None
+        if sandbox is not None and sandbox.evolve:
+            identity[SANDBOX_ANCHOR_KEY] = str(sandbox.anchor)
         return identity
 
     def _check_path(self) -> None:

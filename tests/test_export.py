@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import importlib
-import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ import testio_toolkit as tt
 from testio_toolkit.errors import ConfigError, ExportError
 from testio_toolkit.sandbox import Sandbox
 
-from .conftest import cli, digest, make_mirror
+from .conftest import cli, digest, make_mirror, table_rows
 from .postgres_server import PostgresServer, available
 
 # `tt.export` is the function; the module, by its full name.
@@ -153,13 +152,7 @@ def export(mirror: tt.Mirror, dest: Destination, **options: Any) -> tt.ExportRes
 # -- the mirror, read directly -------------------------------------------------------------
 
 
-def mirror_table(path: Path, table: str) -> dict[int, dict[str, Any]]:
-    conn = sqlite3.connect(path)
-    conn.row_factory = sqlite3.Row
-    try:
-        return {row["id"]: dict(row) for row in conn.execute(f"SELECT * FROM {table}")}
-    finally:
-        conn.close()
+mirror_table = table_rows  # every row of a mirror table, keyed by id (conftest)
 
 
 def as_exported(kind: str, value: Any) -> Any:

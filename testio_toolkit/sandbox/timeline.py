@@ -118,10 +118,9 @@ class Timeline:
 
     def _test_status(self, at: int, test_id: int, status: str) -> None:
         old = self._world.test_status(test_id)
+        self._running.discard(test_id)  # ended, whatever happens next
         if old is None or old in ("archived", "cancelled"):
-            self._running.discard(test_id)
             return  # deleted, or finished by someone else
-        self._running.discard(test_id)
         self._world.update_test(test_id, {"status": status})
         self.events.append(Event(at, "test", test_id, "changed", "status", old, status))
 
